@@ -1,0 +1,121 @@
+//! Evaluating a policy over many tasks and summarising the results per spec.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::episode::{run_episode, EpisodeConfig, FailureMode, Policy, PolicyError};
+use super::{Compat, SpecKind, TaskSpec};
+
+/// The summary of one policy on one spec.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SpecReport {
+    /// The spec evaluated.
+    pub spec: String,
+    /// Episodes run.
+    pub tasks: usize,
+    /// Fraction answered correctly.
+    pub accuracy: f64,
+    /// Fraction that gave an `[ANSWER] <number>` tag.
+    pub format_rate: f64,
+    /// Mean assistant turns per episode.
+    pub mean_turns: f64,
+    /// Mean tool calls per episode.
+    pub mean_tool_calls: f64,
+    /// Mean reward per episode.
+    pub mean_reward: f64,
+    /// Episodes per failure mode (every mode listed, zeros included).
+    pub failure_modes: BTreeMap<FailureMode, usize>,
+}
+
+/// Runs `tasks` episodes of each spec in `kinds` (seeded with `seed`), making a
+/// fresh policy for each spec with `make_policy`.
+pub async fn evaluate<P, F>(
+    kinds: &[SpecKind],
+    seed: i64,
+    tasks: usize,
+    compat: Compat,
+    config: &EpisodeConfig,
+    mut make_policy: F,
+) -> Result<Vec<SpecReport>, PolicyError>
+where
+    P: Policy,
+    F: FnMut(SpecKind) -> P,
+{
+    let mut reports = Vec::with_capacity(kinds.len());
+    for &kind in kinds {
+        let mut spec = TaskSpec::new(kind, seed).with_compat(compat);
+        let mut policy = make_policy(kind);
+        let mut report = SpecReport {
+            spec: kind.to_string(),
+            tasks,
+            accuracy: 0.0,
+            format_rate: 0.0,
+            mean_turns: 0.0,
+            mean_tool_calls: 0.0,
+            mean_reward: 0.0,
+            failure_modes: FailureMode::ALL.iter().map(|&m| (m, 0)).collect(),
+        };
+        for _ in 0..tasks {
+            let task = spec.generate_task();
+            let episode = run_episode(&spec, &task, &mut policy, config).await?;
+            report.accuracy += f64::from(u8::from(episode.correct));
+            report.format_rate += f64::from(u8::from(episode.used_answer_tag));
+            report.mean_turns += episode.turns.len() as f64;
+            report.mean_tool_calls += episode.tool_call_count() as f64;
+            report.mean_reward += episode.reward;
+            *report
+                .failure_modes
+                .entry(episode.failure_mode)
+                .or_default() += 1;
+        }
+        let n = tasks.max(1) as f64;
+        report.accuracy /= n;
+        report.format_rate /= n;
+        report.mean_turns /= n;
+        report.mean_tool_calls /= n;
+        report.mean_reward /= n;
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// Reports laid out as a plain-text table, one spec a row.
+pub struct ReportTable<'a>(pub &'a [SpecReport]);
+
+impl fmt::Display for ReportTable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:<22} {:>5} {:>8} {:>7} {:>6} {:>6} {:>7}",
+            "spec", "tasks", "accuracy", "format", "turns", "tools", "reward"
+        )?;
+        for mode in FailureMode::ALL {
+            write!(f, " {:>12}", mode.name())?;
+        }
+        writeln!(f)?;
+        for r in self.0 {
+            write!(
+                f,
+                "{:<22} {:>5} {:>7.1}% {:>6.1}% {:>6.2} {:>6.2} {:>7.3}",
+                r.spec,
+                r.tasks,
+                100.0 * r.accuracy,
+                100.0 * r.format_rate,
+                r.mean_turns,
+                r.mean_tool_calls,
+                r.mean_reward
+            )?;
+            for mode in FailureMode::ALL {
+                write!(
+                    f,
+                    " {:>12}",
+                    r.failure_modes.get(&mode).copied().unwrap_or(0)
+                )?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,217 @@
+//! Scripted policies: an oracle that solves tasks through the tools, and noisy
+//! variants of it that fail in one chosen way at a seeded rate.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use super::episode::{GenerateRequest, Policy, PolicyError};
+use super::{PyRandom, SpecKind};
+
+/// Solves every task by calling the tools and reading their results from the
+/// conversation, as a perfect model would. It never sees the answer.
+///
+/// It writes a little text after its answer, so that the loop's stop rule decides
+/// where the turn ends.
+#[derive(Clone, Debug)]
+pub struct OraclePolicy {
+    kind: SpecKind,
+}
+
+impl OraclePolicy {
+    /// An oracle for tasks of `kind`.
+    pub fn new(kind: SpecKind) -> Self {
+        OraclePolicy { kind }
+    }
+
+    /// The oracle's next turn for `prompt`.
+    pub fn next_turn(&self, prompt: &str) -> String {
+        let conversation = Conversation::parse(prompt);
+        match self.kind {
+            SpecKind::Compositional(_) => {
+                let Some((words, op)) = conversation.compositional() else {
+                    return "I cannot read this question.".into();
+                };
+                let values = conversation.numeric_results();
+                if values.len() < words.len() {
+                    return format!("LOOKUP[{}]\n", words[values.len()]);
+                }
+                let answer = values[1..].iter().fold(values[0], |acc, &v| match op {
+                    '+' => acc + v,
+                    '-' => acc - v,
+                    _ => acc * v,
+                });
+                let terms: Vec<String> = values.iter().map(i64::to_string).collect();
+                format!(
+                    "{} = {answer}. [ANSWER] {answer}\nThat is my final answer.",
+                    terms.join(&format!(" {op} "))
+                )
+            }
+            SpecKind::Simple | SpecKind::MultiStep | SpecKind::Recursive { .. } => {
+                let Some(word) = conversation.asked_word() else {
+                    return "I cannot read this question.".into();
+                };
+                let last = conversation.results.last().map(String::as_str);
+                match (self.kind, last) {
+                    (_, Some(r)) if r.parse::<i64>().is_ok() => {
+                        format!("[ANSWER] {r}\nThat is my final answer.")
+                    }
+                    (SpecKind::MultiStep, None) => format!("GETKEY[{word}]\n"),
+                    (SpecKind::MultiStep, Some(key)) => format!("FETCH[{key}]\n"),
+                    (SpecKind::Recursive { .. }, Some(r)) if r.starts_with("SEE: ") => {
+                        format!("LOOKUP[{}]\n", &r[5..])
+                    }
+                    (_, None) => format!("LOOKUP[{word}]\n"),
+                    (_, Some(other)) => format!("The tool said {other}; I cannot go on."),
+                }
+            }
+        }
+    }
+}
+
+impl Policy for OraclePolicy {
+    async fn generate(&mut self, request: &GenerateRequest<'_>) -> Result<String, PolicyError> {
+        Ok(stream_out(&self.next_turn(request.prompt), request))
+    }
+}
+
+/// The way a [`NoisyPolicy`] misbehaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Noise {
+    /// Answers at once with a guess, without calling any tool.
+    SkipTools,
+    /// Calls the first tool, then stops without giving an answer.
+    StopEarly,
+    /// Calls the same tool again and again instead of answering.
+    SpamTools,
+}
+
+impl Noise {
+    /// Every kind of noise.
+    pub const ALL: [Noise; 3] = [Noise::SkipTools, Noise::StopEarly, Noise::SpamTools];
+}
+
+/// An oracle that, in a seeded fraction of episodes, misbehaves as its [`Noise`]
+/// says for the whole episode.
+#[derive(Clone, Debug)]
+pub struct NoisyPolicy {
+    oracle: OraclePolicy,
+    noise: Noise,
+    error_rate: f64,
+    rng: PyRandom,
+    misbehaving: bool,
+}
+
+impl NoisyPolicy {
+    /// A policy for `kind` that misbehaves in `error_rate` (0..=1) of episodes.
+    pub fn new(kind: SpecKind, noise: Noise, error_rate: f64, seed: i64) -> Self {
+        NoisyPolicy {
+            oracle: OraclePolicy::new(kind),
+            noise,
+            error_rate: error_rate.clamp(0.0, 1.0),
+            rng: PyRandom::new(seed),
+            misbehaving: false,
+        }
+    }
+
+    fn next_turn(&mut self, prompt: &str) -> String {
+        let conversation = Conversation::parse(prompt);
+        if conversation.results.is_empty() {
+            // A new episode: draw whether this one goes wrong.
+            let draw = self.rng.getrandbits(53) as f64 / (1u64 << 53) as f64;
+            self.misbehaving = draw < self.error_rate;
+        }
+        if !self.misbehaving {
+            return self.oracle.next_turn(prompt);
+        }
+        match self.noise {
+            Noise::SkipTools => {
+                let guess = self.rng.randint(1, 100);
+                format!("I would guess. [ANSWER] {guess}\n")
+            }
+            Noise::StopEarly if conversation.results.is_empty() => self.oracle.next_turn(prompt),
+            Noise::StopEarly => "I am not sure how to go on from here.".into(),
+            Noise::SpamTools => {
+                let call = self.oracle.next_turn(&strip_results(prompt));
+                call.lines().next().unwrap_or_default().to_string() + "\n"
+            }
+        }
+    }
+}
+
+impl Policy for NoisyPolicy {
+    async fn generate(&mut self, request: &GenerateRequest<'_>) -> Result<String, PolicyError> {
+        let text = self.next_turn(request.prompt);
+        Ok(stream_out(&text, request))
+    }
+}
+
+/// Emits `text` one character at a time, as a model emits tokens, stopping where
+/// the request's stop rule says or at its token budget.
+fn stream_out(text: &str, request: &GenerateRequest<'_>) -> String {
+    let mut out = String::new();
+    for (count, ch) in text.chars().enumerate() {
+        if count == request.max_tokens {
+            break;
+        }
+        out.push(ch);
+        if let Some(end) = request.stop.stop_point(&out) {
+            out.truncate(end);
+            break;
+        }
+    }
+    out
+}
+
+/// The conversation as far as the scripted policies need it: the question asked
+/// and the tool results seen since.
+struct Conversation {
+    question: String,
+    results: Vec<String>,
+}
+
+impl Conversation {
+    fn parse(prompt: &str) -> Self {
+        // The system prompt holds a worked example: the real question is the last.
+        let start = prompt.rfind("User: ").map_or(0, |i| i + "User: ".len());
+        let tail = &prompt[start..];
+        let question = tail.lines().next().unwrap_or_default().to_string();
+        let results = RESULT
+            .captures_iter(tail)
+            .map(|c| c[1].to_string())
+            .collect();
+        Conversation { question, results }
+    }
+
+    fn asked_word(&self) -> Option<String> {
+        QUOTED.captures(&self.question).map(|c| c[1].to_string())
+    }
+
+    fn compositional(&self) -> Option<(Vec<String>, char)> {
+        let words: Vec<String> = QUOTED
+            .captures_iter(&self.question)
+            .map(|c| c[1].to_string())
+            .collect();
+        let op = OPERATOR.captures(&self.question)?[1].chars().next()?;
+        (words.len() >= 2).then_some((words, op))
+    }
+
+    fn numeric_results(&self) -> Vec<i64> {
+        self.results.iter().filter_map(|r| r.parse().ok()).collect()
+    }
+}
+
+/// The prompt up to the question, without any turns after it.
+fn strip_results(prompt: &str) -> String {
+    let start = prompt.rfind("User: ").unwrap_or(0);
+    let line_end = prompt[start..]
+        .find('\n')
+        .map_or(prompt.len(), |i| start + i);
+    format!("{}\nAssistant: ", &prompt[..line_end])
+}
+
+static RESULT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\[Result: ([^\]\n]*)\]").expect("valid regex"));
+static QUOTED: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"'(\w+)'").expect("valid regex"));
+static OPERATOR: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\) ([-+*]) zorplex").expect("valid regex"));

@@ -1,0 +1,178 @@
+//! The `monarch` command-line tool.
+//!
+//! `monarch zorplex tasks` prints the tasks of a seed and spec;
+//! `monarch zorplex eval` runs a scripted policy over every spec and prints a table
+//! (or JSON with `--json`).
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use monarch::rl::zorplex::{
+    evaluate, Compat, EpisodeConfig, Noise, NoisyPolicy, OraclePolicy, Policy, ReportTable,
+    SpecKind, SpecReport, TaskSpec,
+};
+
+#[derive(Parser)]
+#[command(name = "monarch", version, about = "monarch-rs tools")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The Zorplex tool-use benchmark.
+    #[command(subcommand)]
+    Zorplex(ZorplexCommand),
+}
+
+#[derive(Subcommand)]
+enum ZorplexCommand {
+    /// Print the first tasks of a spec for a seed.
+    Tasks(TasksArgs),
+    /// Evaluate a scripted policy on every spec (or the ones named).
+    Eval(EvalArgs),
+}
+
+#[derive(Args)]
+struct TasksArgs {
+    /// Spec: simple, compositional_easy|medium|hard, multi_step, recursive_1|2|3.
+    #[arg(long, default_value = "simple")]
+    spec: SpecKind,
+    /// Seed of the task generator and the value table.
+    #[arg(long, default_value_t = 42)]
+    seed: i64,
+    /// How many tasks to print.
+    #[arg(long, default_value_t = 10)]
+    count: usize,
+    /// Print JSON lines instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// The policy to evaluate.
+    #[arg(long, value_enum, default_value_t = PolicyChoice::Oracle)]
+    policy: PolicyChoice,
+    /// Fraction of episodes in which a noisy policy misbehaves.
+    #[arg(long, default_value_t = 0.3)]
+    error_rate: f64,
+    /// Tasks per spec.
+    #[arg(long, default_value_t = 50)]
+    tasks: usize,
+    /// Seed of the task generator (the noisy policies use seed + 1).
+    #[arg(long, default_value_t = 42)]
+    seed: i64,
+    /// Evaluate only these specs (repeatable); all by default.
+    #[arg(long = "spec")]
+    specs: Vec<SpecKind>,
+    /// Most assistant turns per episode.
+    #[arg(long, default_value_t = EpisodeConfig::default().max_turns)]
+    max_turns: usize,
+    /// Score as the reference does, flaws included (answer parsing and the
+    /// one-digit stop rule).
+    #[arg(long)]
+    reference_compat: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PolicyChoice {
+    /// Solves every task through the tools.
+    Oracle,
+    /// Sometimes guesses without tools.
+    SkipTools,
+    /// Sometimes stops before answering.
+    StopEarly,
+    /// Sometimes calls tools over and over.
+    SpamTools,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Zorplex(ZorplexCommand::Tasks(args)) => print_tasks(&args),
+        Command::Zorplex(ZorplexCommand::Eval(args)) => run_eval(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_tasks(args: &TasksArgs) -> Result<(), String> {
+    let mut spec = TaskSpec::new(args.spec, args.seed);
+    for i in 0..args.count {
+        let task = spec.generate_task();
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string(&task).map_err(|e| e.to_string())?
+            );
+        } else {
+            println!("{i:>3}. {}  -> {}", task.question, task.answer);
+        }
+    }
+    Ok(())
+}
+
+fn run_eval(args: &EvalArgs) -> Result<(), String> {
+    let kinds = if args.specs.is_empty() {
+        SpecKind::ALL.to_vec()
+    } else {
+        args.specs.clone()
+    };
+    let compat = if args.reference_compat {
+        Compat::Reference
+    } else {
+        Compat::Improved
+    };
+    let config = EpisodeConfig {
+        max_turns: args.max_turns,
+        reference_stop_rule: args.reference_compat,
+        ..EpisodeConfig::default()
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let reports = runtime.block_on(async {
+        let noise = match args.policy {
+            PolicyChoice::Oracle => {
+                return eval_with(&kinds, args, compat, &config, OraclePolicy::new).await
+            }
+            PolicyChoice::SkipTools => Noise::SkipTools,
+            PolicyChoice::StopEarly => Noise::StopEarly,
+            PolicyChoice::SpamTools => Noise::SpamTools,
+        };
+        let seed = args.seed.wrapping_add(1);
+        eval_with(&kinds, args, compat, &config, |kind| {
+            NoisyPolicy::new(kind, noise, args.error_rate, seed)
+        })
+        .await
+    })?;
+    if args.json {
+        let json = serde_json::to_string_pretty(&reports).map_err(|e| e.to_string())?;
+        println!("{json}");
+    } else {
+        print!("{}", ReportTable(&reports));
+    }
+    Ok(())
+}
+
+async fn eval_with<P: Policy>(
+    kinds: &[SpecKind],
+    args: &EvalArgs,
+    compat: Compat,
+    config: &EpisodeConfig,
+    make_policy: impl FnMut(SpecKind) -> P,
+) -> Result<Vec<SpecReport>, String> {
+    evaluate(kinds, args.seed, args.tasks, compat, config, make_policy)
+        .await
+        .map_err(|e| e.to_string())
+}
