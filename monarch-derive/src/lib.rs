@@ -1,1 +1,67 @@
-//! placeholder
+//! The `#[actor]` macro of monarch-rs.
+//!
+//! Put `#[actor]` on an actor's `impl` block and mark its endpoints with
+//! `#[endpoint]`. The macro generates the message type, the dispatch, the
+//! `Actor` implementation and a typed client that `ActorRef<YourActor>`
+//! dereferences to. Use it through the `monarch` facade:
+//!
+//! ```ignore
+//! use monarch::prelude::*;
+//!
+//! #[derive(Default)]
+//! struct Counter { value: i64 }
+//!
+//! #[actor]
+//! impl Counter {
+//!     #[endpoint]
+//!     async fn incr(&mut self, by: i64) { self.value += by; }
+//!     #[endpoint]
+//!     async fn get(&self) -> i64 { self.value }
+//! }
+//! ```
+//!
+//! Attributes inside the block:
+//! - `#[endpoint]`: an `async fn(&mut self | &self, [ctx: &Context<Self>,] args...)`
+//!   returning `T` or `Result<T, E>` (`E: Display`), with serde arguments and
+//!   reply. A last parameter `reply: ReplyPort<T>` makes the reply deferred: the
+//!   caller receives what is sent on the port.
+//! - `#[init]`: `async fn(params: P [, ctx: &Context<Self>]) -> Self` or
+//!   `-> Result<Self, E>`; without it the actor needs `Default` and takes `()`.
+//! - `#[on_stop]`: `async fn(&mut self, ctx: &Context<Self>, reason: &StopReason)`.
+//! - `#[on_supervision]`: `async fn(&mut self, ctx: &Context<Self>, event:
+//!   &SupervisionEvent) -> bool` (or `Result<bool, ActorError>`): `true` when handled.
+//! - `#[on_undeliverable]`: `async fn(&mut self, ctx: &Context<Self>, message:
+//!   &Undeliverable) -> Result<(), ActorError>`.
+
+mod expand;
+mod model;
+
+use proc_macro::TokenStream;
+
+/// Turns an `impl` block into an actor; see the crate documentation.
+#[proc_macro_attribute]
+pub fn actor(args: TokenStream, input: TokenStream) -> TokenStream {
+    let args = proc_macro2::TokenStream::from(args);
+    if !args.is_empty() {
+        return syn::Error::new_spanned(args, "#[actor] takes no arguments")
+            .to_compile_error()
+            .into();
+    }
+    let item = syn::parse_macro_input!(input as syn::ItemImpl);
+    match model::ActorModel::parse(item) {
+        Ok(model) => expand::expand(&model).into(),
+        Err(error) => error.to_compile_error().into(),
+    }
+}
+
+/// Marks an endpoint inside an `#[actor]` block. Outside one it is an error.
+#[proc_macro_attribute]
+pub fn endpoint(_args: TokenStream, input: TokenStream) -> TokenStream {
+    let input = proc_macro2::TokenStream::from(input);
+    syn::Error::new_spanned(
+        &input,
+        "#[endpoint] belongs on a method inside an `#[actor] impl` block",
+    )
+    .to_compile_error()
+    .into()
+}

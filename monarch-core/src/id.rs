@@ -1,0 +1,101 @@
+//! Addresses: which process (`ProcId`) and which actor (`ActorId`).
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// A process of a job: the job's name, the host it runs on and its rank.
+///
+/// ```
+/// use monarch_core::ProcId;
+///
+/// let proc = ProcId::new("train", "node-3", 2);
+/// assert_eq!(proc.to_string(), "train/node-3[2]");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ProcId {
+    job: Arc<str>,
+    host: Arc<str>,
+    rank: usize,
+}
+
+impl ProcId {
+    /// The id of process `rank` of `job` on `host`.
+    pub fn new(job: &str, host: &str, rank: usize) -> Self {
+        ProcId {
+            job: job.into(),
+            host: host.into(),
+            rank,
+        }
+    }
+
+    /// The job's name.
+    pub fn job(&self) -> &str {
+        &self.job
+    }
+
+    /// The host the process runs on.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The process's rank in its job.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+}
+
+impl fmt::Display for ProcId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}[{}]", self.job, self.host, self.rank)
+    }
+}
+
+/// An actor: the process it lives in, the name it was spawned with, and an index
+/// that tells apart actors spawned with the same name in that process.
+///
+/// ```
+/// use monarch_core::{ActorId, ProcId};
+///
+/// let id = ActorId::new(ProcId::new("train", "node-3", 2), "counter", 7);
+/// assert_eq!(id.to_string(), "train/node-3[2].counter#7");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ActorId {
+    proc: ProcId,
+    name: Arc<str>,
+    index: u64,
+}
+
+impl ActorId {
+    /// The id of actor `name` number `index` in `proc`.
+    pub fn new(proc: ProcId, name: &str, index: u64) -> Self {
+        ActorId {
+            proc,
+            name: name.into(),
+            index,
+        }
+    }
+
+    /// The process the actor lives in.
+    pub fn proc_id(&self) -> &ProcId {
+        &self.proc
+    }
+
+    /// The name the actor was spawned with.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The index that makes this id unique within its process.
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+}
+
+impl fmt::Display for ActorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}#{}", self.proc, self.name, self.index)
+    }
+}

@@ -1,0 +1,212 @@
+//! Ports: where replies and streams of values go.
+//!
+//! - [`ReplyPort<T>`]: one reply to one ask, taken out of a call by an endpoint
+//!   that answers later (from another task, say).
+//! - [`Port<T>`] and [`PortReceiver<T>`]: a stream of values. Pass the port in a
+//!   message; the receiver is a [`futures::Stream`] that ends when every port
+//!   clone is dropped.
+//!
+//! Both serialise as an id registered in this process and deserialise, in the
+//! same process, back to a working port.
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+
+use futures::Stream;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{registry, ActorId, CallError};
+
+/// Where an endpoint's reply goes, if anyone awaits it. Generated messages carry
+/// one per endpoint; `None` for a tell.
+pub type ReplySlot<T> = Option<Reply<T>>;
+
+/// The sending half of an ask's reply channel.
+pub struct Reply<T> {
+    sender: oneshot::Sender<Result<T, CallError>>,
+}
+
+impl<T> Reply<T> {
+    pub(crate) fn new(sender: oneshot::Sender<Result<T, CallError>>) -> Self {
+        Reply { sender }
+    }
+
+    /// Delivers the reply (or error); a caller that gave up is ignored.
+    pub fn send(self, result: Result<T, CallError>) {
+        let _ = self.sender.send(result);
+    }
+}
+
+/// The reply to one ask, held by an endpoint that replies later.
+///
+/// Declare it as an endpoint's last parameter (`reply: ReplyPort<u64>`): the
+/// caller's `call()` then resolves to the `u64` sent here, from any task. Dropping
+/// it unsent gives the caller [`CallError::NoReply`]. On a tell it is a no-op.
+pub struct ReplyPort<T> {
+    reply: Option<Reply<T>>,
+    actor: ActorId,
+    endpoint: &'static str,
+}
+
+impl<T> ReplyPort<T> {
+    /// Wraps the reply slot of a message; used by generated code.
+    pub fn new(reply: ReplySlot<T>, actor: ActorId, endpoint: &'static str) -> Self {
+        ReplyPort {
+            reply,
+            actor,
+            endpoint,
+        }
+    }
+
+    /// Sends the reply.
+    pub fn send(mut self, value: T) {
+        if let Some(reply) = self.reply.take() {
+            reply.send(Ok(value));
+        }
+    }
+
+    /// Fails the call with an endpoint error carrying `message`.
+    pub fn fail(mut self, message: impl fmt::Display) {
+        if let Some(reply) = self.reply.take() {
+            reply.send(Err(CallError::Endpoint {
+                actor: self.actor.clone(),
+                endpoint: self.endpoint,
+                message: message.to_string(),
+            }));
+        }
+    }
+
+    /// Whether a caller awaits this reply (false for a tell).
+    pub fn is_awaited(&self) -> bool {
+        self.reply.is_some()
+    }
+}
+
+impl<T> Drop for ReplyPort<T> {
+    fn drop(&mut self) {
+        if let Some(reply) = self.reply.take() {
+            reply.send(Err(CallError::NoReply {
+                actor: self.actor.clone(),
+                endpoint: self.endpoint,
+            }));
+        }
+    }
+}
+
+impl<T> fmt::Debug for ReplyPort<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ReplyPort({}.{})", self.actor, self.endpoint)
+    }
+}
+
+/// Opens a stream: values sent on the [`Port`] (and its clones) arrive in order
+/// at the [`PortReceiver`].
+///
+/// ```
+/// use futures::StreamExt;
+/// use monarch_core::open_port;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let (port, receiver) = open_port::<u32>();
+/// for i in 0..3 {
+///     port.send(i).unwrap();
+/// }
+/// drop(port);
+/// assert_eq!(receiver.collect::<Vec<_>>().await, [0, 1, 2]);
+/// # });
+/// ```
+pub fn open_port<T: Send + 'static>() -> (Port<T>, PortReceiver<T>) {
+    let (sender, receiver) = mpsc::unbounded_channel();
+    (Port { sender }, PortReceiver { receiver })
+}
+
+/// The sending end of a stream of values. Clone it to send from several places.
+pub struct Port<T> {
+    sender: mpsc::UnboundedSender<T>,
+}
+
+/// The receiver of a [`Port`] was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the port's receiver has been dropped")]
+pub struct PortClosed;
+
+impl<T> Port<T> {
+    /// Sends one value.
+    pub fn send(&self, value: T) -> Result<(), PortClosed> {
+        self.sender.send(value).map_err(|_| PortClosed)
+    }
+
+    /// Whether the receiver is gone.
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+}
+
+impl<T> Clone for Port<T> {
+    fn clone(&self) -> Self {
+        Port {
+            sender: self.sender.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for Port<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Port")
+    }
+}
+
+/// The receiving end of a [`Port`]: a stream that ends when every sender is gone.
+pub struct PortReceiver<T> {
+    receiver: mpsc::UnboundedReceiver<T>,
+}
+
+impl<T> PortReceiver<T> {
+    /// The next value, or `None` once every port clone is dropped.
+    pub async fn recv(&mut self) -> Option<T> {
+        self.receiver.recv().await
+    }
+}
+
+impl<T> Stream for PortReceiver<T> {
+    type Item = T;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<T>> {
+        self.receiver.poll_recv(cx)
+    }
+}
+
+impl<T> fmt::Debug for PortReceiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PortReceiver")
+    }
+}
+
+impl<T: Send + 'static> Serialize for Port<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        registry::register_port(self.sender.downgrade()).serialize(serializer)
+    }
+}
+
+impl<'de, T: Send + 'static> Deserialize<'de> for Port<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let id = u64::deserialize(deserializer)?;
+        match registry::lookup_port::<T>(id) {
+            Some(sender) => Ok(Port { sender }),
+            // The receiver is gone: a port that is closed from the start.
+            None => Ok(Port {
+                sender: mpsc::unbounded_channel().0,
+            }),
+        }
+    }
+}
+
+impl<T: Send + 'static> Serialize for ReplyPort<T> {
+    fn serialize<S: Serializer>(&self, _serializer: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(
+            "a ReplyPort answers one call and cannot be serialised; pass a Port<T> instead",
+        ))
+    }
+}

@@ -1,0 +1,273 @@
+//! References to actors and the calls made through them.
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use tokio::sync::{oneshot, Notify};
+
+use crate::actor::{Actor, ActorClient};
+use crate::mailbox::{current_return_address, MailboxSender, Signal, StopKind};
+use crate::port::{Reply, ReplySlot};
+use crate::{registry, ActorId, CallError, SendError};
+
+/// How long [`Call::call`] waits for a reply unless told otherwise.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A typed reference to an actor. Cheap to clone; usable from any task.
+///
+/// It dereferences to the actor's generated client, so endpoint methods are
+/// called on it directly: `counter.incr(5).send()?`, `counter.get().call().await?`.
+/// It serialises as the actor's id, and deserialises (in the same process) to a
+/// working reference, or to one whose sends fail with
+/// [`SendError::Undeliverable`] if the actor is gone.
+pub struct ActorRef<A: Actor> {
+    client: A::Client,
+}
+
+impl<A: Actor> ActorRef<A> {
+    pub(crate) fn from_core(core: RefCore<A>) -> Self {
+        ActorRef {
+            client: A::Client::from_core(core),
+        }
+    }
+
+    pub(crate) fn core(&self) -> &RefCore<A> {
+        self.client.core()
+    }
+
+    /// The actor's id.
+    pub fn actor_id(&self) -> &ActorId {
+        &self.core().shared.id
+    }
+
+    /// Whether the actor has stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.core().shared.stopped.load(Ordering::Acquire)
+    }
+
+    /// Asks the actor to stop once it has handled everything sent before this
+    /// request, and waits until it has stopped (children and `on_stop` included).
+    /// Returns at once if it has already stopped.
+    pub async fn stop(&self) {
+        let _ = self.core().mailbox.send(Signal::Stop(StopKind::Requested));
+        self.core().shared.wait_stopped().await;
+    }
+
+    /// Waits until the actor has stopped, for whatever reason.
+    pub async fn wait_stopped(&self) {
+        self.core().shared.wait_stopped().await;
+    }
+}
+
+impl<A: Actor> Clone for ActorRef<A> {
+    fn clone(&self) -> Self {
+        ActorRef {
+            client: self.client.clone(),
+        }
+    }
+}
+
+impl<A: Actor> Deref for ActorRef<A> {
+    type Target = A::Client;
+
+    fn deref(&self) -> &A::Client {
+        &self.client
+    }
+}
+
+impl<A: Actor> fmt::Debug for ActorRef<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ActorRef").field(self.actor_id()).finish()
+    }
+}
+
+impl<A: Actor> fmt::Display for ActorRef<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self.actor_id(), f)
+    }
+}
+
+impl<A: Actor> PartialEq for ActorRef<A> {
+    fn eq(&self, other: &Self) -> bool {
+        self.actor_id() == other.actor_id()
+    }
+}
+
+impl<A: Actor> Eq for ActorRef<A> {}
+
+impl<A: Actor> Serialize for ActorRef<A> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.actor_id().serialize(serializer)
+    }
+}
+
+impl<'de, A: Actor> Deserialize<'de> for ActorRef<A> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let id = ActorId::deserialize(deserializer)?;
+        let core = registry::lookup_actor::<A>(&id).unwrap_or_else(|| RefCore::dangling(id));
+        Ok(ActorRef::from_core(core))
+    }
+}
+
+/// The untyped part of a reference: the actor's id and mailbox. Generated clients
+/// wrap it; user code works with [`ActorRef`].
+pub struct RefCore<A: Actor> {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) mailbox: MailboxSender<A::Message>,
+}
+
+/// State shared by every reference to one actor.
+pub(crate) struct Shared {
+    pub(crate) id: ActorId,
+    pub(crate) stopped: AtomicBool,
+    pub(crate) stop_notify: Notify,
+}
+
+impl Shared {
+    pub(crate) fn new(id: ActorId) -> Self {
+        Shared {
+            id,
+            stopped: AtomicBool::new(false),
+            stop_notify: Notify::new(),
+        }
+    }
+
+    pub(crate) fn mark_stopped(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.stop_notify.notify_waiters();
+    }
+
+    pub(crate) async fn wait_stopped(&self) {
+        loop {
+            let notified = self.stop_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.stopped.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl<A: Actor> RefCore<A> {
+    /// A reference to an actor that is not reachable: every send fails.
+    fn dangling(id: ActorId) -> Self {
+        let (mailbox, _) = tokio::sync::mpsc::unbounded_channel();
+        let shared = Arc::new(Shared::new(id));
+        shared.mark_stopped();
+        RefCore { shared, mailbox }
+    }
+
+    /// The actor's id.
+    pub fn actor_id(&self) -> &ActorId {
+        &self.shared.id
+    }
+
+    /// Starts a call to `endpoint`; `make` builds the message around the reply slot.
+    /// This is what generated endpoint methods return.
+    pub fn call<T, F>(&self, endpoint: &'static str, make: F) -> Call<'_, A, T, F>
+    where
+        F: FnOnce(ReplySlot<T>) -> A::Message,
+    {
+        Call {
+            target: self,
+            endpoint,
+            make,
+            timeout: DEFAULT_CALL_TIMEOUT,
+            _reply: PhantomData,
+        }
+    }
+
+    fn push(&self, message: A::Message) -> Result<(), SendError> {
+        let from = current_return_address();
+        self.mailbox
+            .send(Signal::Message(message, from))
+            .map_err(|_| SendError::Undeliverable {
+                actor: self.shared.id.clone(),
+            })
+    }
+}
+
+impl<A: Actor> Clone for RefCore<A> {
+    fn clone(&self) -> Self {
+        RefCore {
+            shared: Arc::clone(&self.shared),
+            mailbox: self.mailbox.clone(),
+        }
+    }
+}
+
+/// A message on its way to an endpoint, not yet sent. Finish it with
+/// [`Call::send`] (tell: no reply) or [`Call::call`] (ask: await the reply).
+#[must_use = "a call does nothing until `.send()` or `.call().await`"]
+pub struct Call<'a, A: Actor, T, F> {
+    target: &'a RefCore<A>,
+    endpoint: &'static str,
+    make: F,
+    timeout: Duration,
+    _reply: PhantomData<fn() -> T>,
+}
+
+impl<'a, A, T, F> Call<'a, A, T, F>
+where
+    A: Actor,
+    T: Send + 'static,
+    F: FnOnce(ReplySlot<T>) -> A::Message,
+{
+    /// Sends the message without waiting for a reply (tell).
+    ///
+    /// Fails at once with [`SendError::Undeliverable`] if the actor has stopped. If
+    /// the actor stops before handling it, and this was sent from inside an actor,
+    /// that actor's `handle_undeliverable` hook is told.
+    pub fn send(self) -> Result<(), SendError> {
+        let message = (self.make)(None);
+        self.target.push(message)
+    }
+
+    /// How long [`Call::call`] waits for the reply (default
+    /// [`DEFAULT_CALL_TIMEOUT`]).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sends the message and waits for the reply (ask).
+    pub fn call(self) -> impl Future<Output = Result<T, CallError>> + Send + 'a
+    where
+        F: 'a,
+    {
+        let (tx, rx) = oneshot::channel();
+        let message = (self.make)(Some(Reply::new(tx)));
+        let sent = self.target.push(message);
+        let target = self.target;
+        let endpoint = self.endpoint;
+        let timeout = self.timeout;
+        async move {
+            if sent.is_err() {
+                return Err(CallError::Undeliverable {
+                    actor: target.shared.id.clone(),
+                    endpoint,
+                });
+            }
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(reply)) => reply,
+                Ok(Err(_)) => Err(CallError::NoReply {
+                    actor: target.shared.id.clone(),
+                    endpoint,
+                }),
+                Err(_) => Err(CallError::Timeout {
+                    actor: target.shared.id.clone(),
+                    endpoint,
+                    timeout,
+                }),
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Supervision: what an owner is told when an actor it owns fails, and what
+//! happens at the root of the tree.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ActorId;
+
+/// An actor failed. Sent to its owner's `handle_supervision_event`; when the owner
+/// does not handle it, the owner fails too and a new event, caused by this one,
+/// climbs to the next owner.
+///
+/// Its `Display` prints the whole chain, outermost first:
+///
+/// ```text
+/// top#0 failed: unhandled supervision event
+///   caused by: middle#1 failed in endpoint `work`: panicked: boom
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupervisionEvent {
+    /// The actor that failed.
+    pub actor: ActorId,
+    /// The endpoint it was handling, if it failed in one.
+    pub endpoint: Option<String>,
+    /// How it failed.
+    pub failure: Failure,
+    /// The failure of an owned actor that caused this one, if any.
+    pub caused_by: Option<Box<SupervisionEvent>>,
+}
+
+/// How an actor failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Failure {
+    /// Code of the actor panicked.
+    Panicked(String),
+    /// An endpoint returned an error while nobody awaited its reply.
+    Error(String),
+    /// A supervision event from an owned actor was not handled.
+    UnhandledSupervision,
+    /// The supervision handler itself failed.
+    SupervisionHandlerFailed(String),
+    /// A message this actor sent came back undeliverable and was not handled.
+    UnhandledUndeliverable(String),
+}
+
+impl SupervisionEvent {
+    /// The chain of events, this one first, down to the root cause.
+    pub fn chain(&self) -> impl Iterator<Item = &SupervisionEvent> {
+        std::iter::successors(Some(self), |e| e.caused_by.as_deref())
+    }
+
+    /// The innermost event of the chain: where the failure began.
+    pub fn root_cause(&self) -> &SupervisionEvent {
+        self.chain().last().expect("a chain has at least one event")
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Panicked(m) => write!(f, "panicked: {m}"),
+            Failure::Error(m) => write!(f, "returned an error with no caller awaiting: {m}"),
+            Failure::UnhandledSupervision => {
+                f.write_str("did not handle the failure of an actor it owns")
+            }
+            Failure::SupervisionHandlerFailed(m) => write!(f, "supervision handler failed: {m}"),
+            Failure::UnhandledUndeliverable(m) => {
+                write!(f, "a message it sent was undeliverable: {m}")
+            }
+        }
+    }
+}
+
+impl fmt::Display for SupervisionEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (depth, event) in self.chain().enumerate() {
+            if depth > 0 {
+                f.write_str("\n  caused by: ")?;
+            }
+            write!(f, "{} failed", event.actor)?;
+            if let Some(endpoint) = &event.endpoint {
+                write!(f, " in endpoint `{endpoint}`")?;
+            }
+            write!(f, ": {}", event.failure)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why an actor stopped, as its `on_stop` hook sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// It was asked to stop and drained its mailbox.
+    Requested,
+    /// Its owner stopped, stopping it first.
+    OwnerStopping,
+    /// It failed; the event is on its way to its owner.
+    Failed(SupervisionEvent),
+}
+
+/// What a process does with a supervision event that reached the root of the tree:
+/// an actor spawned from outside any actor failed and nobody handled it.
+pub type FaultHook = Arc<dyn Fn(&SupervisionEvent) + Send + Sync>;
+
+/// The default [`FaultHook`]: print the chain of causes and exit the process with
+/// status 1.
+pub fn exit_on_fault() -> FaultHook {
+    Arc::new(|event: &SupervisionEvent| {
+        tracing::error!(%event, "unhandled supervision event at the root; exiting");
+        eprintln!("monarch: unhandled actor failure, exiting:\n  {event}");
+        std::process::exit(1);
+    })
+}
