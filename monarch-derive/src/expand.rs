@@ -62,12 +62,17 @@ pub(crate) fn expand(model: &ActorModel) -> TokenStream {
         .endpoints
         .is_empty()
         .then(|| quote! { match message {} });
+    let name_body = if model.endpoints.is_empty() {
+        quote! { match *message {} }
+    } else {
+        quote! { match message { #(#name_arms,)* } }
+    };
 
     quote! {
         #item
 
         #[doc = #message_doc]
-        #[allow(clippy::large_enum_variant)]
+        #[allow(clippy::large_enum_variant, private_interfaces)]
         pub enum #message {
             #(#variants,)*
         }
@@ -114,11 +119,7 @@ pub(crate) fn expand(model: &ActorModel) -> TokenStream {
             }
 
             fn endpoint_name(message: &Self::Message) -> &'static str {
-                #empty_match
-                #[allow(unreachable_code)]
-                match message {
-                    #(#name_arms,)*
-                }
+                #name_body
             }
 
             fn reject(message: Self::Message, error: #krate::CallError) -> bool {
@@ -142,22 +143,22 @@ pub(crate) fn expand(model: &ActorModel) -> TokenStream {
 }
 
 /// The path of the runtime crate as the user's crate names it: the facade
-/// (`monarch-rs`) if it depends on it, else `monarch-rs-core`.
+/// (package `monarch-rs`, library `monarch`) if it depends on it, else
+/// `monarch-rs-core` (library `monarch_core`). A dependency renamed in
+/// Cargo.toml keeps its new name.
 fn runtime_path() -> TokenStream {
-    match crate_name("monarch-rs") {
-        Ok(FoundCrate::Itself) => quote!(::monarch),
-        Ok(FoundCrate::Name(name)) => {
-            let ident = format_ident!("{}", name);
-            quote!(::#ident)
-        }
-        Err(_) => match crate_name("monarch-rs-core") {
-            Ok(FoundCrate::Name(name)) => {
-                let ident = format_ident!("{}", name);
-                quote!(::#ident)
-            }
-            _ => quote!(::monarch_core),
-        },
-    }
+    let found = |package: &str, library: &str| match crate_name(package) {
+        Ok(FoundCrate::Itself) => Some(library.to_string()),
+        // Not renamed: the name is the package's, but the library's differs.
+        Ok(FoundCrate::Name(name)) if name == package.replace('-', "_") => Some(library.to_string()),
+        Ok(FoundCrate::Name(name)) => Some(name),
+        Err(_) => None,
+    };
+    let name = found("monarch-rs", "monarch")
+        .or_else(|| found("monarch-rs-core", "monarch_core"))
+        .unwrap_or_else(|| "monarch".to_string());
+    let ident = format_ident!("{}", name);
+    quote!(::#ident)
 }
 
 fn reply_type(e: &Endpoint) -> &syn::Type {

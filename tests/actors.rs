@@ -1,0 +1,239 @@
+//! The in-process runtime as a user sees it: tells and asks, ordering, deferred
+//! and streamed replies, timeouts, stopping and undeliverable messages.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use monarch::prelude::*;
+use monarch::{CallError, Proc};
+use proptest::prelude::*;
+use tokio::sync::oneshot;
+
+/// Every wait in these tests is bounded.
+const LIMIT: Duration = Duration::from_secs(10);
+
+async fn bounded<F: std::future::Future>(future: F) -> F::Output {
+    tokio::time::timeout(LIMIT, future).await.expect("test step timed out")
+}
+
+fn test_proc() -> Proc {
+    Proc::new("test").with_fault_hook(std::sync::Arc::new(|event: &SupervisionEvent| {
+        panic!("unexpected failure at the root: {event}")
+    }))
+}
+
+#[derive(Default)]
+struct Log {
+    entries: Vec<(u32, u32)>,
+}
+
+#[actor]
+impl Log {
+    #[endpoint]
+    async fn push(&mut self, sender: u32, seq: u32) {
+        self.entries.push((sender, seq));
+    }
+
+    #[endpoint]
+    async fn entries(&self) -> Vec<(u32, u32)> {
+        self.entries.clone()
+    }
+
+    #[endpoint]
+    async fn count_to(&self, n: u32, out: Port<u32>) {
+        for i in 1..=n {
+            out.send(i).expect("receiver alive");
+        }
+    }
+
+    /// Replies from another task.
+    #[endpoint]
+    async fn later(&mut self, value: u64, reply: ReplyPort<u64>) {
+        tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            reply.send(value * 2);
+        });
+    }
+
+    #[endpoint]
+    async fn crash(&self) {
+        panic!("crash requested");
+    }
+
+    #[endpoint]
+    async fn hang(&self) {
+        std::future::pending::<()>().await;
+    }
+
+    #[endpoint]
+    async fn who(&self, ctx: &Context<Self>) -> (String, usize) {
+        (ctx.name().to_string(), ctx.rank())
+    }
+}
+
+#[tokio::test]
+async fn tell_then_ask_sees_every_message_in_order() {
+    let proc = test_proc();
+    let log = proc.spawn::<Log>("log", ()).await.unwrap();
+    for seq in 0..100 {
+        log.push(0, seq).send().unwrap();
+    }
+    let entries = bounded(log.entries().call()).await.unwrap();
+    assert_eq!(entries, (0..100).map(|s| (0, s)).collect::<Vec<_>>());
+    let (name, rank) = bounded(log.who().call()).await.unwrap();
+    assert_eq!((name.as_str(), rank), ("log", 0));
+    bounded(log.stop()).await;
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Concurrent senders on a multi-threaded runtime: each sender's messages
+    /// arrive in the order it sent them.
+    #[test]
+    fn per_sender_order_holds_under_concurrency(senders in 1u32..8, per_sender in 1u32..200) {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();
+        let entries = runtime.block_on(async {
+            let log = test_proc().spawn::<Log>("log", ()).await.unwrap();
+            let tasks: Vec<_> = (0..senders)
+                .map(|s| {
+                    let log = log.clone();
+                    tokio::spawn(async move {
+                        for seq in 0..per_sender {
+                            log.push(s, seq).send().unwrap();
+                            if seq % 16 == 0 {
+                                tokio::task::yield_now().await;
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                bounded(t).await.unwrap();
+            }
+            bounded(log.entries().call()).await.unwrap()
+        });
+        prop_assert_eq!(entries.len() as u32, senders * per_sender);
+        for s in 0..senders {
+            let seen: Vec<u32> = entries.iter().filter(|e| e.0 == s).map(|e| e.1).collect();
+            prop_assert_eq!(seen, (0..per_sender).collect::<Vec<_>>());
+        }
+    }
+}
+
+#[tokio::test]
+async fn reply_later_from_another_task() {
+    let log = test_proc().spawn::<Log>("log", ()).await.unwrap();
+    assert_eq!(bounded(log.later(21).call()).await.unwrap(), 42);
+    // A tell to a deferred endpoint needs no reply and is fine.
+    log.later(1).send().unwrap();
+    assert!(bounded(log.entries().call()).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn endpoint_streams_values_through_a_port() {
+    let log = test_proc().spawn::<Log>("log", ()).await.unwrap();
+    let (port, receiver) = open_port::<u32>();
+    log.count_to(50, port).send().unwrap();
+    let values: Vec<u32> = bounded(receiver.collect()).await;
+    assert_eq!(values, (1..=50).collect::<Vec<_>>());
+}
+
+#[tokio::test(start_paused = true)]
+async fn asks_time_out() {
+    let log = test_proc().spawn::<Log>("log", ()).await.unwrap();
+    let result = log.hang().timeout(Duration::from_millis(50)).call().await;
+    assert!(matches!(result, Err(CallError::Timeout { endpoint: "hang", .. })), "{result:?}");
+}
+
+#[tokio::test]
+async fn stop_drains_what_was_sent_before_it() {
+    let proc = test_proc();
+    let log = proc.spawn::<Log>("log", ()).await.unwrap();
+    let (stopped_tx, stopped_rx) = oneshot::channel();
+    let witness = proc
+        .spawn::<StopWitness>("witness", stopped_tx)
+        .await
+        .unwrap();
+    for seq in 0..1000 {
+        log.push(1, seq).send().unwrap();
+    }
+    let pending = log.entries();
+    let asked = pending.call();
+    bounded(log.stop()).await;
+    assert!(log.is_stopped());
+    // The ask sent before stop was answered with every message.
+    assert_eq!(bounded(asked).await.unwrap().len(), 1000);
+    // After stop: tells fail at once, asks are undeliverable.
+    assert!(matches!(log.push(1, 0).send(), Err(SendError::Undeliverable { .. })));
+    let late = bounded(log.entries().call()).await;
+    assert!(matches!(late, Err(CallError::Undeliverable { endpoint: "entries", .. })), "{late:?}");
+    bounded(witness.stop()).await;
+    assert_eq!(bounded(stopped_rx).await.unwrap(), StopReason::Requested);
+}
+
+/// Records its own stop reason, to check `on_stop` runs once with the right one.
+struct StopWitness {
+    report: Option<oneshot::Sender<StopReason>>,
+}
+
+#[actor]
+impl StopWitness {
+    #[init]
+    async fn new(report: oneshot::Sender<StopReason>) -> Self {
+        StopWitness { report: Some(report) }
+    }
+
+    #[on_stop]
+    async fn stopping(&mut self, _ctx: &Context<Self>, reason: &StopReason) {
+        if let Some(report) = self.report.take() {
+            let _ = report.send(reason.clone());
+        }
+    }
+}
+
+/// Tells a target and reports, on a port, what comes back undeliverable.
+struct Teller {
+    bounced: Port<String>,
+}
+
+#[actor]
+impl Teller {
+    #[init]
+    async fn new(bounced: Port<String>) -> Self {
+        Teller { bounced }
+    }
+
+    /// Makes `target` fail with a message from us still queued behind the failure.
+    #[endpoint]
+    async fn crash_then_tell(&mut self, target: ActorRef<Log>) -> bool {
+        target.crash().send().is_ok() && target.push(9, 9).send().is_ok()
+    }
+
+    #[on_undeliverable]
+    async fn bounce(&mut self, _ctx: &Context<Self>, message: &monarch::Undeliverable) -> Result<(), ActorError> {
+        self.bounced.send(message.endpoint.to_string()).map_err(ActorError::from)
+    }
+}
+
+#[tokio::test]
+async fn undeliverable_tells_return_to_the_sending_actor() {
+    let (proc, mut faults) = recording_proc();
+    let target = proc.spawn::<Log>("target", ()).await.unwrap();
+    let (port, mut bounced) = open_port::<String>();
+    let teller = proc.spawn::<Teller>("teller", port).await.unwrap();
+    assert!(bounded(teller.crash_then_tell(target.clone()).call()).await.unwrap());
+    assert_eq!(bounded(bounced.recv()).await.as_deref(), Some("push"));
+    let fault = bounded(faults.recv()).await.unwrap();
+    assert_eq!(fault.actor, *target.actor_id());
+    assert_eq!(fault.endpoint.as_deref(), Some("crash"));
+}
+
+/// A proc whose root failures are recorded instead of ending the test.
+fn recording_proc() -> (Proc, tokio::sync::mpsc::UnboundedReceiver<SupervisionEvent>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let proc = Proc::new("test").with_fault_hook(std::sync::Arc::new(move |event: &SupervisionEvent| {
+        let _ = tx.send(event.clone());
+    }));
+    (proc, rx)
+}
