@@ -13,7 +13,9 @@ use tokio::sync::oneshot;
 const LIMIT: Duration = Duration::from_secs(10);
 
 async fn bounded<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(LIMIT, future).await.expect("test step timed out")
+    tokio::time::timeout(LIMIT, future)
+        .await
+        .expect("test step timed out")
 }
 
 fn test_proc() -> Proc {
@@ -143,7 +145,16 @@ async fn endpoint_streams_values_through_a_port() {
 async fn asks_time_out() {
     let log = test_proc().spawn::<Log>("log", ()).await.unwrap();
     let result = log.hang().timeout(Duration::from_millis(50)).call().await;
-    assert!(matches!(result, Err(CallError::Timeout { endpoint: "hang", .. })), "{result:?}");
+    assert!(
+        matches!(
+            result,
+            Err(CallError::Timeout {
+                endpoint: "hang",
+                ..
+            })
+        ),
+        "{result:?}"
+    );
 }
 
 #[tokio::test]
@@ -165,9 +176,21 @@ async fn stop_drains_what_was_sent_before_it() {
     // The ask sent before stop was answered with every message.
     assert_eq!(bounded(asked).await.unwrap().len(), 1000);
     // After stop: tells fail at once, asks are undeliverable.
-    assert!(matches!(log.push(1, 0).send(), Err(SendError::Undeliverable { .. })));
+    assert!(matches!(
+        log.push(1, 0).send(),
+        Err(SendError::Undeliverable { .. })
+    ));
     let late = bounded(log.entries().call()).await;
-    assert!(matches!(late, Err(CallError::Undeliverable { endpoint: "entries", .. })), "{late:?}");
+    assert!(
+        matches!(
+            late,
+            Err(CallError::Undeliverable {
+                endpoint: "entries",
+                ..
+            })
+        ),
+        "{late:?}"
+    );
     bounded(witness.stop()).await;
     assert_eq!(bounded(stopped_rx).await.unwrap(), StopReason::Requested);
 }
@@ -181,7 +204,9 @@ struct StopWitness {
 impl StopWitness {
     #[init]
     async fn new(report: oneshot::Sender<StopReason>) -> Self {
-        StopWitness { report: Some(report) }
+        StopWitness {
+            report: Some(report),
+        }
     }
 
     #[on_stop]
@@ -211,8 +236,14 @@ impl Teller {
     }
 
     #[on_undeliverable]
-    async fn bounce(&mut self, _ctx: &Context<Self>, message: &monarch::Undeliverable) -> Result<(), ActorError> {
-        self.bounced.send(message.endpoint.to_string()).map_err(ActorError::from)
+    async fn bounce(
+        &mut self,
+        _ctx: &Context<Self>,
+        message: &monarch::Undeliverable,
+    ) -> Result<(), ActorError> {
+        self.bounced
+            .send(message.endpoint.to_string())
+            .map_err(ActorError::from)
     }
 }
 
@@ -222,7 +253,9 @@ async fn undeliverable_tells_return_to_the_sending_actor() {
     let target = proc.spawn::<Log>("target", ()).await.unwrap();
     let (port, mut bounced) = open_port::<String>();
     let teller = proc.spawn::<Teller>("teller", port).await.unwrap();
-    assert!(bounded(teller.crash_then_tell(target.clone()).call()).await.unwrap());
+    assert!(bounded(teller.crash_then_tell(target.clone()).call())
+        .await
+        .unwrap());
     assert_eq!(bounded(bounced.recv()).await.as_deref(), Some("push"));
     let fault = bounded(faults.recv()).await.unwrap();
     assert_eq!(fault.actor, *target.actor_id());
@@ -232,8 +265,9 @@ async fn undeliverable_tells_return_to_the_sending_actor() {
 /// A proc whose root failures are recorded instead of ending the test.
 fn recording_proc() -> (Proc, tokio::sync::mpsc::UnboundedReceiver<SupervisionEvent>) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let proc = Proc::new("test").with_fault_hook(std::sync::Arc::new(move |event: &SupervisionEvent| {
-        let _ = tx.send(event.clone());
-    }));
+    let proc =
+        Proc::new("test").with_fault_hook(std::sync::Arc::new(move |event: &SupervisionEvent| {
+            let _ = tx.send(event.clone());
+        }));
     (proc, rx)
 }

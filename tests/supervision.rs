@@ -11,7 +11,9 @@ use tokio::sync::mpsc;
 const LIMIT: Duration = Duration::from_secs(10);
 
 async fn bounded<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(LIMIT, future).await.expect("test step timed out")
+    tokio::time::timeout(LIMIT, future)
+        .await
+        .expect("test step timed out")
 }
 
 /// A proc whose root failures are recorded instead of exiting.
@@ -62,7 +64,9 @@ async fn returned_error_goes_to_the_caller_and_the_actor_lives() {
     let worker = proc.spawn::<Worker>("worker", ()).await.unwrap();
     let err = bounded(worker.check(-3).call()).await.unwrap_err();
     match &err {
-        CallError::Endpoint { endpoint, message, .. } => {
+        CallError::Endpoint {
+            endpoint, message, ..
+        } => {
             assert_eq!(*endpoint, "check");
             assert_eq!(message, "bad input -3");
         }
@@ -98,8 +102,14 @@ async fn panic_fails_the_call_and_stops_the_actor() {
         "{err:?}"
     );
     let event = bounded(faults.recv()).await.unwrap();
-    assert_eq!(event.failure, Failure::Panicked("boom after 1 calls".into()));
-    assert!(matches!(bounded(worker.calls().call()).await, Err(CallError::Undeliverable { .. })));
+    assert_eq!(
+        event.failure,
+        Failure::Panicked("boom after 1 calls".into())
+    );
+    assert!(matches!(
+        bounded(worker.calls().call()).await,
+        Err(CallError::Undeliverable { .. })
+    ));
 }
 
 /// An actor whose init fails in the way its parameters say.
@@ -134,8 +144,13 @@ async fn init_errors_and_panics_fail_the_spawn() {
         Err(SpawnError::InitPanicked { message, .. }) => assert_eq!(message, "init exploded"),
         other => panic!("unexpected {other:?}"),
     }
-    assert!(bounded(proc.spawn::<Fragile>("fragile", "ok".into())).await.is_ok());
-    assert!(faults.try_recv().is_err(), "a failed init is reported to the spawner only");
+    assert!(bounded(proc.spawn::<Fragile>("fragile", "ok".into()))
+        .await
+        .is_ok());
+    assert!(
+        faults.try_recv().is_err(),
+        "a failed init is reported to the spawner only"
+    );
 }
 
 /// One level of a supervision tree: spawns the next level down in init, and
@@ -165,12 +180,27 @@ impl Level {
     #[init]
     async fn new(p: LevelParams, ctx: &Context<Self>) -> Result<Self, ActorError> {
         let (child, worker) = if p.depth > 1 {
-            let params = LevelParams { depth: p.depth - 1, policy: Policy::Escalate, seen: p.seen.clone() };
-            (Some(ctx.spawn::<Level>(&format!("level{}", p.depth - 1), params).await?), None)
+            let params = LevelParams {
+                depth: p.depth - 1,
+                policy: Policy::Escalate,
+                seen: p.seen.clone(),
+            };
+            (
+                Some(
+                    ctx.spawn::<Level>(&format!("level{}", p.depth - 1), params)
+                        .await?,
+                ),
+                None,
+            )
         } else {
             (None, Some(ctx.spawn::<Worker>("worker", ()).await?))
         };
-        Ok(Level { child, worker, policy: p.policy, seen: p.seen })
+        Ok(Level {
+            child,
+            worker,
+            policy: p.policy,
+            seen: p.seen,
+        })
     }
 
     /// The worker at the bottom of the tree.
@@ -184,8 +214,14 @@ impl Level {
     }
 
     #[on_supervision]
-    async fn supervise(&mut self, ctx: &Context<Self>, event: &SupervisionEvent) -> Result<bool, ActorError> {
-        let _ = self.seen.send(format!("{} saw {}", ctx.name(), event.actor.name()));
+    async fn supervise(
+        &mut self,
+        ctx: &Context<Self>,
+        event: &SupervisionEvent,
+    ) -> Result<bool, ActorError> {
+        let _ = self
+            .seen
+            .send(format!("{} saw {}", ctx.name(), event.actor.name()));
         match self.policy {
             Policy::Escalate => Ok(false),
             Policy::HandlerFails => Err(ActorError::msg("cannot recover")),
@@ -201,7 +237,11 @@ impl Level {
 async fn unhandled_events_climb_three_levels_to_the_root() {
     let (proc, mut faults) = recording_proc();
     let (seen, mut seen_rx) = open_port();
-    let params = LevelParams { depth: 3, policy: Policy::Escalate, seen };
+    let params = LevelParams {
+        depth: 3,
+        policy: Policy::Escalate,
+        seen,
+    };
     let top = proc.spawn::<Level>("level3", params).await.unwrap();
     let worker = bounded(top.bottom().call()).await.unwrap();
     worker.boom().send().unwrap();
@@ -214,8 +254,15 @@ async fn unhandled_events_climb_three_levels_to_the_root() {
     assert_eq!(root.endpoint.as_deref(), Some("boom"));
     assert!(matches!(&root.failure, Failure::Panicked(m) if m.starts_with("boom")));
     let report = event.to_string();
-    assert!(report.contains("caused by") && report.contains("`boom`"), "{report}");
-    for expected in ["level1 saw worker", "level2 saw level1", "level3 saw level2"] {
+    assert!(
+        report.contains("caused by") && report.contains("`boom`"),
+        "{report}"
+    );
+    for expected in [
+        "level1 saw worker",
+        "level2 saw level1",
+        "level3 saw level2",
+    ] {
         assert_eq!(bounded(seen_rx.recv()).await.unwrap(), expected);
     }
     bounded(top.wait_stopped()).await;
@@ -225,7 +272,11 @@ async fn unhandled_events_climb_three_levels_to_the_root() {
 async fn an_owner_that_handles_the_event_restarts_the_child() {
     let (proc, mut faults) = recording_proc();
     let (seen, mut seen_rx) = open_port();
-    let params = LevelParams { depth: 1, policy: Policy::Restart, seen };
+    let params = LevelParams {
+        depth: 1,
+        policy: Policy::Restart,
+        seen,
+    };
     let owner = proc.spawn::<Level>("owner", params).await.unwrap();
     let first = bounded(owner.bottom().call()).await.unwrap();
     first.check(-5).send().unwrap();
@@ -242,12 +293,19 @@ async fn an_owner_that_handles_the_event_restarts_the_child() {
 async fn a_failing_supervision_handler_fails_its_actor() {
     let (proc, mut faults) = recording_proc();
     let (seen, _seen_rx) = open_port();
-    let params = LevelParams { depth: 1, policy: Policy::HandlerFails, seen };
+    let params = LevelParams {
+        depth: 1,
+        policy: Policy::HandlerFails,
+        seen,
+    };
     let owner = proc.spawn::<Level>("owner", params).await.unwrap();
     let worker = bounded(owner.bottom().call()).await.unwrap();
     worker.boom().send().unwrap();
     let event = bounded(faults.recv()).await.unwrap();
     assert_eq!(event.actor, *owner.actor_id());
-    assert_eq!(event.failure, Failure::SupervisionHandlerFailed("cannot recover".into()));
+    assert_eq!(
+        event.failure,
+        Failure::SupervisionHandlerFailed("cannot recover".into())
+    );
     assert_eq!(event.caused_by.as_ref().unwrap().actor, *worker.actor_id());
 }

@@ -15,12 +15,13 @@ pub(crate) enum Signal<M> {
     Message(M, Option<ReturnAddress>),
     /// Stop after the messages queued before this signal.
     Stop(StopKind),
-    /// An owned actor failed.
-    Supervision(SupervisionEvent),
+    /// An owned actor failed. Rare signals are boxed to keep the queue's slots
+    /// as small as an endpoint message.
+    Supervision(Box<SupervisionEvent>),
     /// An owned actor stopped normally.
-    ChildStopped(ActorId),
+    ChildStopped(Box<ActorId>),
     /// A message this actor told was never handled.
-    Undeliverable(Undeliverable),
+    Undeliverable(Box<Undeliverable>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -212,7 +212,7 @@ pub(crate) async fn spawn_actor<A: Actor>(
     let return_address: ReturnAddress = {
         let mailbox = core.mailbox.clone();
         Arc::new(move |undeliverable| {
-            let _ = mailbox.send(Signal::Undeliverable(undeliverable));
+            let _ = mailbox.send(Signal::Undeliverable(Box::new(undeliverable)));
         })
     };
     let ctx = Context {
@@ -284,9 +284,9 @@ async fn run<A: Actor>(
 
     match (owner, reason) {
         (Owner::Actor { notify, .. }, StopReason::Failed(event)) => {
-            notify(Signal::Supervision(event))
+            notify(Signal::Supervision(Box::new(event)))
         }
-        (Owner::Actor { notify, .. }, _) => notify(Signal::ChildStopped(id)),
+        (Owner::Actor { notify, .. }, _) => notify(Signal::ChildStopped(Box::new(id))),
         (Owner::Proc(proc), StopReason::Failed(event)) => {
             proc.lock_roots().remove(&id);
             (proc.fault_hook())(&event);
@@ -314,10 +314,16 @@ async fn message_loop<A: Actor>(
         match signal {
             Signal::Message(message, _) => {
                 let endpoint = A::endpoint_name(&message);
-                let handled = AssertUnwindSafe(actor.handle(ctx, message))
-                    .catch_unwind()
-                    .instrument(tracing::trace_span!("handle", endpoint))
-                    .await;
+                let handled = if tracing::enabled!(tracing::Level::TRACE) {
+                    AssertUnwindSafe(actor.handle(ctx, message))
+                        .catch_unwind()
+                        .instrument(tracing::trace_span!("handle", endpoint))
+                        .await
+                } else {
+                    AssertUnwindSafe(actor.handle(ctx, message))
+                        .catch_unwind()
+                        .await
+                };
                 match handled {
                     Ok(Ok(())) => {}
                     Ok(Err(HandlerError::Error(message))) => {
@@ -344,15 +350,15 @@ async fn message_loop<A: Actor>(
                 match outcome {
                     Ok(Ok(true)) => {}
                     Ok(Ok(false)) => {
-                        return failed(None, Failure::UnhandledSupervision, Some(event))
+                        return failed(None, Failure::UnhandledSupervision, Some(*event))
                     }
                     Ok(Err(error)) => {
                         let failure = Failure::SupervisionHandlerFailed(error.report());
-                        return failed(None, failure, Some(event));
+                        return failed(None, failure, Some(*event));
                     }
                     Err(panic) => {
                         let failure = Failure::Panicked(panic_message(panic.as_ref()));
-                        return failed(None, failure, Some(event));
+                        return failed(None, failure, Some(*event));
                     }
                 }
             }

@@ -150,7 +150,9 @@ fn runtime_path() -> TokenStream {
     let found = |package: &str, library: &str| match crate_name(package) {
         Ok(FoundCrate::Itself) => Some(library.to_string()),
         // Not renamed: the name is the package's, but the library's differs.
-        Ok(FoundCrate::Name(name)) if name == package.replace('-', "_") => Some(library.to_string()),
+        Ok(FoundCrate::Name(name)) if name == package.replace('-', "_") => {
+            Some(library.to_string())
+        }
         Ok(FoundCrate::Name(name)) => Some(name),
         Err(_) => None,
     };
