@@ -271,3 +271,27 @@ fn recording_proc() -> (Proc, tokio::sync::mpsc::UnboundedReceiver<SupervisionEv
         }));
     (proc, rx)
 }
+
+#[tokio::test]
+async fn refs_and_ports_survive_serialisation_in_process() {
+    let proc = test_proc();
+    let log = proc.spawn::<Log>("log", ()).await.unwrap();
+    let json = serde_json::to_string(&log).unwrap();
+    let again: ActorRef<Log> = serde_json::from_str(&json).unwrap();
+    assert_eq!(again, log);
+    again.push(3, 1).send().unwrap();
+    assert_eq!(bounded(log.entries().call()).await.unwrap(), [(3, 1)]);
+
+    let (port, mut receiver) = open_port::<u32>();
+    let port_json = serde_json::to_string(&port).unwrap();
+    let port_again: Port<u32> = serde_json::from_str(&port_json).unwrap();
+    port_again.send(7).unwrap();
+    assert_eq!(bounded(receiver.recv()).await, Some(7));
+
+    bounded(log.stop()).await;
+    let stale: ActorRef<Log> = serde_json::from_str(&json).unwrap();
+    assert!(matches!(
+        stale.push(0, 0).send(),
+        Err(SendError::Undeliverable { .. })
+    ));
+}
