@@ -100,7 +100,7 @@ mod bare {
         fn spawn_ask_stop(&self, n: u64) -> Duration {
             self.0.block_on(async {
                 let start = Instant::now();
-                let actors: Vec<_> = (0..n).map(|_| start_actor()).collect();
+                let actors: Vec<_> = (0..n).map(|_| start()).collect();
                 for (tx, _) in &actors {
                     black_box(get(tx).await);
                 }
@@ -111,10 +111,6 @@ mod bare {
                 start.elapsed()
             })
         }
-    }
-
-    fn start_actor() -> (mpsc::UnboundedSender<Msg>, tokio::task::JoinHandle<()>) {
-        start()
     }
 }
 
