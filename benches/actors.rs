@@ -49,7 +49,7 @@ mod bare {
         Get(oneshot::Sender<u64>),
     }
 
-    fn start() -> (mpsc::UnboundedSender<Msg>, tokio::task::JoinHandle<()>) {
+    fn spawn_counter() -> (mpsc::UnboundedSender<Msg>, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let handle = tokio::spawn(async move {
             let mut count = 0u64;
@@ -76,7 +76,7 @@ mod bare {
     impl Subject for Bare {
         fn tell_throughput(&self, n: u64) -> Duration {
             self.0.block_on(async {
-                let (tx, _h) = start();
+                let (tx, _h) = spawn_counter();
                 let start = Instant::now();
                 for _ in 0..n {
                     tx.send(Msg::Incr).unwrap();
@@ -88,7 +88,7 @@ mod bare {
 
         fn ask_round_trips(&self, n: u64) -> Duration {
             self.0.block_on(async {
-                let (tx, _h) = start();
+                let (tx, _h) = spawn_counter();
                 let start = Instant::now();
                 for _ in 0..n {
                     black_box(get(&tx).await);
@@ -100,7 +100,7 @@ mod bare {
         fn spawn_ask_stop(&self, n: u64) -> Duration {
             self.0.block_on(async {
                 let start = Instant::now();
-                let actors: Vec<_> = (0..n).map(|_| start()).collect();
+                let actors: Vec<_> = (0..n).map(|_| spawn_counter()).collect();
                 for (tx, _) in &actors {
                     black_box(get(tx).await);
                 }
