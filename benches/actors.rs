@@ -449,47 +449,45 @@ fn subjects(flavor: &str) -> Vec<(&'static str, Box<dyn Subject>)> {
 
 const FLAVORS: [&str; 2] = ["current_thread", "multi_thread"];
 
-fn tell(c: &mut Criterion) {
-    let mut group = c.benchmark_group("tell_1M");
+/// One criterion group: every subject on every flavour, `elements` per
+/// iteration, timed by `run(subject, iters)`.
+fn bench_group(
+    c: &mut Criterion,
+    name: &str,
+    elements: u64,
+    samples: usize,
+    run: impl Fn(&dyn Subject, u64) -> Duration,
+) {
+    let mut group = c.benchmark_group(name);
     group
-        .sample_size(10)
-        .throughput(Throughput::Elements(TELLS));
+        .sample_size(samples)
+        .throughput(Throughput::Elements(elements));
     for flavor in FLAVORS {
-        for (name, subject) in subjects(flavor) {
-            group.bench_function(BenchmarkId::new(flavor, name), |b| {
-                b.iter_custom(|iters| (0..iters).map(|_| subject.tell_throughput(TELLS)).sum())
+        for (subject_name, subject) in subjects(flavor) {
+            group.bench_function(BenchmarkId::new(flavor, subject_name), |b| {
+                b.iter_custom(|iters| run(subject.as_ref(), iters))
             });
         }
     }
     group.finish();
+}
+
+fn tell(c: &mut Criterion) {
+    bench_group(c, "tell_1M", TELLS, 10, |s, iters| {
+        (0..iters).map(|_| s.tell_throughput(TELLS)).sum()
+    });
 }
 
 fn ask(c: &mut Criterion) {
-    let mut group = c.benchmark_group("ask_round_trip");
-    group.throughput(Throughput::Elements(1));
-    for flavor in FLAVORS {
-        for (name, subject) in subjects(flavor) {
-            group.bench_function(BenchmarkId::new(flavor, name), |b| {
-                b.iter_custom(|iters| subject.ask_round_trips(iters))
-            });
-        }
-    }
-    group.finish();
+    bench_group(c, "ask_round_trip", 1, 100, |s, iters| {
+        s.ask_round_trips(iters)
+    });
 }
 
 fn spawn(c: &mut Criterion) {
-    let mut group = c.benchmark_group("spawn_ask_stop_10k");
-    group
-        .sample_size(10)
-        .throughput(Throughput::Elements(SPAWNS));
-    for flavor in FLAVORS {
-        for (name, subject) in subjects(flavor) {
-            group.bench_function(BenchmarkId::new(flavor, name), |b| {
-                b.iter_custom(|iters| (0..iters).map(|_| subject.spawn_ask_stop(SPAWNS)).sum())
-            });
-        }
-    }
-    group.finish();
+    bench_group(c, "spawn_ask_stop_10k", SPAWNS, 10, |s, iters| {
+        (0..iters).map(|_| s.spawn_ask_stop(SPAWNS)).sum()
+    });
 }
 
 criterion_group!(benches, tell, ask, spawn);

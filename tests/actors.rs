@@ -9,14 +9,9 @@ use monarch::{CallError, Proc};
 use proptest::prelude::*;
 use tokio::sync::oneshot;
 
-/// Every wait in these tests is bounded.
-const LIMIT: Duration = Duration::from_secs(10);
+mod common;
 
-async fn bounded<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(LIMIT, future)
-        .await
-        .expect("test step timed out")
-}
+use common::{bounded, recording_proc};
 
 fn test_proc() -> Proc {
     Proc::new("test").with_fault_hook(std::sync::Arc::new(|event: &SupervisionEvent| {
@@ -260,16 +255,6 @@ async fn undeliverable_tells_return_to_the_sending_actor() {
     let fault = bounded(faults.recv()).await.unwrap();
     assert_eq!(fault.actor, *target.actor_id());
     assert_eq!(fault.endpoint.as_deref(), Some("crash"));
-}
-
-/// A proc whose root failures are recorded instead of ending the test.
-fn recording_proc() -> (Proc, tokio::sync::mpsc::UnboundedReceiver<SupervisionEvent>) {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let proc =
-        Proc::new("test").with_fault_hook(std::sync::Arc::new(move |event: &SupervisionEvent| {
-            let _ = tx.send(event.clone());
-        }));
-    (proc, rx)
 }
 
 #[tokio::test]

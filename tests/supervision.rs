@@ -1,29 +1,12 @@
 //! Every supervision path: returned errors, panics, failing init, unhandled
 //! events climbing three levels, and a supervision handler that itself fails.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use monarch::prelude::*;
-use monarch::{CallError, Failure, Proc, SpawnError};
-use tokio::sync::mpsc;
+use monarch::{CallError, Failure, SpawnError};
 
-const LIMIT: Duration = Duration::from_secs(10);
+mod common;
 
-async fn bounded<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(LIMIT, future)
-        .await
-        .expect("test step timed out")
-}
-
-/// A proc whose root failures are recorded instead of exiting.
-fn recording_proc() -> (Proc, mpsc::UnboundedReceiver<SupervisionEvent>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let proc = Proc::new("test").with_fault_hook(Arc::new(move |event: &SupervisionEvent| {
-        let _ = tx.send(event.clone());
-    }));
-    (proc, rx)
-}
+use common::{bounded, recording_proc};
 
 #[derive(Debug, thiserror::Error)]
 #[error("bad input {0}")]
