@@ -39,7 +39,7 @@
 //! Zorplex benchmark.
 
 pub use monarch_core::*;
-pub use monarch_derive::{actor, endpoint};
+pub use monarch_derive::{actor, endpoint, main};
 pub use monarch_rdma as rdma;
 pub use monarch_rl as rl;
 

@@ -67,6 +67,16 @@ pub enum SendError {
         /// The actor addressed.
         actor: ActorId,
     },
+    /// The message's arguments could not be encoded for another process.
+    #[error("message to {actor}.{endpoint} could not be encoded: {reason}")]
+    Codec {
+        /// The actor addressed.
+        actor: ActorId,
+        /// The endpoint addressed.
+        endpoint: &'static str,
+        /// What the encoder said.
+        reason: String,
+    },
 }
 
 /// An ask ([`crate::Call::call`]) did not produce a reply.
@@ -117,6 +127,28 @@ pub enum CallError {
         endpoint: &'static str,
         /// The timeout that ran out.
         timeout: Duration,
+    },
+    /// The message or its reply could not be encoded or decoded on the way
+    /// between processes.
+    #[error("call to {actor}.{endpoint} failed in transit: {reason}")]
+    Codec {
+        /// The actor called.
+        actor: ActorId,
+        /// The endpoint called.
+        endpoint: &'static str,
+        /// What the codec said.
+        reason: String,
+    },
+    /// The actor's process is unreachable: it exited, was killed, or stopped
+    /// answering heartbeats.
+    #[error("call to {actor}.{endpoint} failed: process {proc} is unreachable: {reason}", proc = actor.proc_id())]
+    Unreachable {
+        /// The actor called.
+        actor: ActorId,
+        /// The endpoint called.
+        endpoint: &'static str,
+        /// Why the process is considered lost.
+        reason: String,
     },
 }
 

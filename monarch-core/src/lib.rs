@@ -22,30 +22,46 @@
 //! prints the chain of causes and exits.
 
 mod actor;
+mod bootstrap;
 mod context;
 mod error;
+mod host;
 mod id;
 mod mailbox;
+mod mesh;
+mod net;
 mod port;
 mod proc;
 mod reference;
 mod registry;
+mod remote;
+mod shape;
+mod spawn;
 mod supervision;
 
 pub use actor::{Actor, ActorClient, HandlerError, Undeliverable};
+pub use bootstrap::bootstrap;
 pub use context::Context;
 pub use error::{ActorError, CallError, SendError, SpawnError};
+pub use host::{get_or_spawn_controller, this_host, Host, ProcMesh, ProcMeshError};
 pub use id::{ActorId, ProcId};
+pub use mesh::{
+    ActorMesh, MeshCall, MeshClient, MeshCore, MeshError, MeshStream, RemoteActor, ValueMesh,
+};
+pub use net::{CredentialError, TransportError};
 pub use port::{open_port, Port, PortClosed, PortReceiver, Reply, ReplyPort, ReplySlot};
 pub use proc::{this_proc, Proc};
 pub use reference::{ActorRef, Call, RefCore, DEFAULT_CALL_TIMEOUT};
+pub use remote::{RemoteError, ReplySink, WireMessage};
+pub use shape::{Point, Shape, ShapeError, SliceArg};
 pub use supervision::{exit_on_fault, Failure, FaultHook, StopReason, SupervisionEvent};
 
 /// The names most programs need: `use monarch_core::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        open_port, this_proc, Actor, ActorError, ActorRef, CallError, Context, Port, PortReceiver,
-        Proc, ReplyPort, SendError, StopReason, SupervisionEvent,
+        get_or_spawn_controller, open_port, shape, this_host, this_proc, Actor, ActorError,
+        ActorMesh, ActorRef, CallError, Context, MeshError, Port, PortReceiver, Proc, ProcMesh,
+        ReplyPort, SendError, Shape, StopReason, SupervisionEvent, ValueMesh,
     };
 }
 
@@ -58,7 +74,170 @@ pub mod __private {
 
     use futures::FutureExt;
 
+    pub use inventory;
     pub use serde;
+
+    pub use crate::net::probe_as_intruder;
+    pub use crate::spawn::RemoteSpawn;
+    pub use bytes::Bytes;
+
+    /// The runtime `#[monarch::main]` runs `main` on.
+    pub fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("cannot start the tokio runtime")
+    }
+
+    /// The wire codec of one endpoint: its argument tuple and reply type.
+    /// Method resolution picks [`WireSerde`] when both are serde types and
+    /// [`WireNotSerde`] otherwise, so that a non-serde type is reported once,
+    /// at the user's type, by [`assert_serde`] rather than again here.
+    pub struct Wire<Args, T>(std::marker::PhantomData<fn() -> (Args, T)>);
+
+    impl<Args, T> Wire<Args, T> {
+        /// The codec.
+        #[allow(clippy::new_without_default)]
+        pub fn new() -> Self {
+            Wire(std::marker::PhantomData)
+        }
+    }
+
+    /// The codec of an endpoint whose types are serde types.
+    pub trait WireSerde<Args, T> {
+        /// See [`crate::remote::outbound`].
+        fn outbound(
+            &self,
+            actor: &crate::ActorId,
+            endpoint: &'static str,
+            args: &Args,
+            reply: ReplySlot<T>,
+        ) -> Result<crate::WireMessage, crate::RemoteError>;
+        /// See [`crate::remote::inbound`].
+        fn inbound(
+            &self,
+            args: &[u8],
+            reply: &mut Option<crate::ReplySink>,
+        ) -> Result<(Args, ReplySlot<T>), crate::RemoteError>;
+        /// Encodes a mesh call's arguments once.
+        fn encode_args(&self, args: &Args) -> Result<Bytes, crate::RemoteError>;
+    }
+
+    impl<Args, T> WireSerde<Args, T> for &Wire<Args, T>
+    where
+        Args: serde::Serialize + serde::de::DeserializeOwned,
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        fn outbound(
+            &self,
+            actor: &crate::ActorId,
+            endpoint: &'static str,
+            args: &Args,
+            reply: ReplySlot<T>,
+        ) -> Result<crate::WireMessage, crate::RemoteError> {
+            crate::remote::outbound(actor, endpoint, args, reply)
+        }
+
+        fn inbound(
+            &self,
+            args: &[u8],
+            reply: &mut Option<crate::ReplySink>,
+        ) -> Result<(Args, ReplySlot<T>), crate::RemoteError> {
+            crate::remote::inbound(args, reply)
+        }
+
+        fn encode_args(&self, args: &Args) -> Result<Bytes, crate::RemoteError> {
+            crate::remote::encode(args)
+        }
+    }
+
+    /// The codec of an endpoint with a non-serde type; never compiles in
+    /// practice, since `assert_serde` fails first.
+    pub trait WireNotSerde<Args, T> {
+        /// Refuses.
+        fn outbound(
+            &self,
+            actor: &crate::ActorId,
+            endpoint: &'static str,
+            args: &Args,
+            reply: ReplySlot<T>,
+        ) -> Result<crate::WireMessage, crate::RemoteError>;
+        /// Refuses.
+        fn inbound(
+            &self,
+            args: &[u8],
+            reply: &mut Option<crate::ReplySink>,
+        ) -> Result<(Args, ReplySlot<T>), crate::RemoteError>;
+        /// Refuses.
+        fn encode_args(&self, args: &Args) -> Result<Bytes, crate::RemoteError>;
+    }
+
+    impl<Args, T> WireNotSerde<Args, T> for Wire<Args, T> {
+        fn outbound(
+            &self,
+            _: &crate::ActorId,
+            _: &'static str,
+            _: &Args,
+            _: ReplySlot<T>,
+        ) -> Result<crate::WireMessage, crate::RemoteError> {
+            Err(not_serde())
+        }
+
+        fn inbound(
+            &self,
+            _: &[u8],
+            _: &mut Option<crate::ReplySink>,
+        ) -> Result<(Args, ReplySlot<T>), crate::RemoteError> {
+            Err(not_serde())
+        }
+
+        fn encode_args(&self, _: &Args) -> Result<Bytes, crate::RemoteError> {
+            Err(not_serde())
+        }
+    }
+
+    fn not_serde() -> crate::RemoteError {
+        crate::RemoteError::Codec("an endpoint type is not a serde type".into())
+    }
+
+    /// Decodes spawn parameters when they are serde types; see [`ViaSerde`].
+    pub struct ParamsDecoder<T>(std::marker::PhantomData<T>);
+
+    impl<T> ParamsDecoder<T> {
+        /// The decoder for `T`.
+        #[allow(clippy::new_without_default)]
+        pub fn new() -> Self {
+            ParamsDecoder(std::marker::PhantomData)
+        }
+    }
+
+    /// Chosen by method resolution when the parameters are serde types.
+    pub trait ViaSerde<T> {
+        /// Decodes the parameters.
+        fn decode_params(&self, bytes: &[u8]) -> Result<T, crate::RemoteError>;
+    }
+
+    impl<T: serde::de::DeserializeOwned> ViaSerde<T> for &ParamsDecoder<T> {
+        fn decode_params(&self, bytes: &[u8]) -> Result<T, crate::RemoteError> {
+            crate::remote::decode(bytes)
+        }
+    }
+
+    /// Chosen when the parameters are not serde types: the actor can be used
+    /// in one process only.
+    pub trait NotSerde<T> {
+        /// Refuses.
+        fn decode_params(&self, bytes: &[u8]) -> Result<T, crate::RemoteError>;
+    }
+
+    impl<T> NotSerde<T> for ParamsDecoder<T> {
+        fn decode_params(&self, _bytes: &[u8]) -> Result<T, crate::RemoteError> {
+            Err(crate::RemoteError::Failed(format!(
+                "the parameters ({}) are not serde types, so this actor cannot be spawned in another process",
+                std::any::type_name::<T>()
+            )))
+        }
+    }
 
     use crate::{Actor, CallError, Context, HandlerError, ReplySlot};
 

@@ -14,6 +14,9 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
 use futures::Stream;
+use std::cell::RefCell;
+
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::sync::{mpsc, oneshot};
 
@@ -23,19 +26,58 @@ use crate::{registry, ActorId, CallError};
 /// one per endpoint; `None` for a tell.
 pub type ReplySlot<T> = Option<Reply<T>>;
 
-/// The sending half of an ask's reply channel.
+/// The sending half of an ask's reply channel: to a caller in this process, or
+/// encoded back to one in another.
 pub struct Reply<T> {
-    sender: oneshot::Sender<Result<T, CallError>>,
+    to: ReplyTo<T>,
+}
+
+/// Completes a remote call: `None` when the reply was dropped unsent.
+pub(crate) type RemoteReply<T> = Box<dyn FnOnce(Option<Result<T, CallError>>) + Send>;
+
+enum ReplyTo<T> {
+    Local(Option<oneshot::Sender<Result<T, CallError>>>),
+    Remote(Option<RemoteReply<T>>),
 }
 
 impl<T> Reply<T> {
     pub(crate) fn new(sender: oneshot::Sender<Result<T, CallError>>) -> Self {
-        Reply { sender }
+        Reply {
+            to: ReplyTo::Local(Some(sender)),
+        }
+    }
+
+    pub(crate) fn remote(complete: RemoteReply<T>) -> Self {
+        Reply {
+            to: ReplyTo::Remote(Some(complete)),
+        }
     }
 
     /// Delivers the reply (or error); a caller that gave up is ignored.
-    pub fn send(self, result: Result<T, CallError>) {
-        let _ = self.sender.send(result);
+    pub fn send(mut self, result: Result<T, CallError>) {
+        match &mut self.to {
+            ReplyTo::Local(sender) => {
+                if let Some(sender) = sender.take() {
+                    let _ = sender.send(result);
+                }
+            }
+            ReplyTo::Remote(complete) => {
+                if let Some(complete) = complete.take() {
+                    complete(Some(result));
+                }
+            }
+        }
+    }
+}
+
+impl<T> Drop for Reply<T> {
+    fn drop(&mut self) {
+        // A local caller sees its channel close; a remote one must be told.
+        if let ReplyTo::Remote(complete) = &mut self.to {
+            if let Some(complete) = complete.take() {
+                complete(None);
+            }
+        }
     }
 }
 
@@ -184,15 +226,68 @@ impl<T> fmt::Debug for PortReceiver<T> {
     }
 }
 
-impl<T: Send + 'static> Serialize for Port<T> {
+/// A port as it travels: its id in the process that owns the receiver, and
+/// where that process listens (absent when the port was not serialised for
+/// another process).
+#[derive(Serialize, Deserialize)]
+struct PortWire {
+    addr: Option<String>,
+    id: u64,
+}
+
+thread_local! {
+    /// While a message is encoded for other processes: their addresses (one per
+    /// recipient) and the ports leased to them so far.
+    static WIRE_SCOPE: RefCell<Option<Vec<u64>>> = const { RefCell::new(None) };
+}
+
+/// Runs `encode` (a message's serialisation) for delivery to `peers`, one entry
+/// per recipient: every port it serialises stays open until each recipient has
+/// dropped its copy or been lost.
+pub(crate) fn with_wire_peers<R>(peers: &[&str], encode: impl FnOnce() -> R) -> R {
+    let outer = WIRE_SCOPE.with(|scope| scope.borrow_mut().replace(Vec::new()));
+    let result = encode();
+    let leases = WIRE_SCOPE.with(|scope| std::mem::replace(&mut *scope.borrow_mut(), outer));
+    for lease in leases.unwrap_or_default() {
+        for peer in peers {
+            registry::add_port_holder(lease, peer);
+        }
+        registry::settle_port(lease);
+    }
+    result
+}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> Serialize for Port<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        registry::register_port(self.sender.downgrade()).serialize(serializer)
+        let leased = WIRE_SCOPE.with(|scope| {
+            scope.borrow_mut().as_mut().map(|leases| {
+                let id = registry::lease_port(self.sender.clone());
+                leases.push(id);
+                id
+            })
+        });
+        let wire = match (leased, crate::net::router()) {
+            (Some(id), Some(router)) => PortWire {
+                addr: Some(router.addr().to_string()),
+                id,
+            },
+            _ => PortWire {
+                addr: None,
+                id: registry::register_port(self.sender.downgrade()),
+            },
+        };
+        wire.serialize(serializer)
     }
 }
 
-impl<'de, T: Send + 'static> Deserialize<'de> for Port<T> {
+impl<'de, T: Serialize + DeserializeOwned + Send + 'static> Deserialize<'de> for Port<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let id = u64::deserialize(deserializer)?;
+        let PortWire { addr, id } = PortWire::deserialize(deserializer)?;
+        if let (Some(addr), Some(router)) = (addr, crate::net::router()) {
+            if addr != router.addr() {
+                return Ok(forward_to(router, &addr, id));
+            }
+        }
         match registry::lookup_port::<T>(id) {
             Some(sender) => Ok(Port { sender }),
             // The receiver is gone: a port that is closed from the start.
@@ -201,6 +296,34 @@ impl<'de, T: Send + 'static> Deserialize<'de> for Port<T> {
             }),
         }
     }
+}
+
+/// A port here whose values travel to port `id` of the process at `addr`; when
+/// every copy is dropped, that process is told.
+fn forward_to<T: Serialize + Send + 'static>(
+    router: &std::sync::Arc<crate::net::Router>,
+    addr: &str,
+    id: u64,
+) -> Port<T> {
+    let (sender, mut receiver) = mpsc::unbounded_channel::<T>();
+    let link = router.link(addr);
+    tokio::spawn(async move {
+        while let Some(value) = receiver.recv().await {
+            match crate::remote::encode(&value) {
+                Ok(bytes) => {
+                    if !link.send(crate::net::Header::PortValue { port: id }, bytes) {
+                        return;
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "port value could not be encoded"),
+            }
+        }
+        link.send(
+            crate::net::Header::PortDropped { port: id },
+            bytes::Bytes::new(),
+        );
+    });
+    Port { sender }
 }
 
 impl<T: Send + 'static> Serialize for ReplyPort<T> {

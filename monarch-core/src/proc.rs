@@ -46,10 +46,14 @@ struct ProcInner {
     roots: Mutex<HashMap<ActorId, Box<dyn Child>>>,
 }
 
-static THIS_PROC: LazyLock<Proc> = LazyLock::new(|| Proc::new("local"));
+static THIS_PROC: LazyLock<Proc> = LazyLock::new(|| match crate::bootstrap::worker_config() {
+    Some(config) => Proc::with_id(config.proc_id),
+    None => Proc::new("local"),
+});
 
 /// The current process's own proc. Failures that reach it run the default fault
-/// hook: print the chain of causes and exit with status 1.
+/// hook: print the chain of causes and exit with status 1. In a worker process
+/// it is the worker's proc, and failures go to the owner in the controller.
 pub fn this_proc() -> &'static Proc {
     &THIS_PROC
 }
@@ -88,7 +92,7 @@ impl Proc {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = hook;
     }
 
-    fn fault_hook(&self) -> FaultHook {
+    pub(crate) fn fault_hook(&self) -> FaultHook {
         Arc::clone(
             &self
                 .inner
@@ -158,7 +162,7 @@ impl fmt::Debug for Proc {
     }
 }
 
-fn local_hostname() -> String {
+pub(crate) fn local_hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
@@ -206,6 +210,7 @@ pub(crate) async fn spawn_actor<A: Actor>(
     let core = RefCore {
         shared: Arc::new(Shared::new(id.clone())),
         mailbox,
+        remote: None,
     };
     let actor_ref = ActorRef::from_core(core.clone());
     registry::register_actor(&core);

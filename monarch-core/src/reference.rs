@@ -8,12 +8,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::sync::{oneshot, Notify};
 
 use crate::actor::{Actor, ActorClient};
 use crate::mailbox::{current_return_address, MailboxSender, Signal, StopKind};
+use crate::net::{Header, Link};
 use crate::port::{Reply, ReplySlot};
+use crate::remote::{ReplySink, WireMessage};
 use crate::{registry, ActorId, CallError, SendError};
 
 /// How long [`Call::call`] waits for a reply unless told otherwise.
@@ -46,22 +49,54 @@ impl<A: Actor> ActorRef<A> {
         &self.core().shared.id
     }
 
-    /// Whether the actor has stopped.
+    /// Whether the actor has stopped (for an actor in another process: whether
+    /// it was stopped through this reference or its process was lost).
     pub fn is_stopped(&self) -> bool {
-        self.core().shared.stopped.load(Ordering::Acquire)
+        let core = self.core();
+        core.shared.stopped.load(Ordering::Acquire)
+            || core.remote.as_ref().is_some_and(|r| r.link.is_closed())
     }
 
     /// Asks the actor to stop once it has handled everything sent before this
     /// request, and waits until it has stopped (children and `on_stop` included).
     /// Returns at once if it has already stopped.
     pub async fn stop(&self) {
-        let _ = self.core().mailbox.send(Signal::Stop(StopKind::Requested));
-        self.core().shared.wait_stopped().await;
+        let core = self.core();
+        match &core.remote {
+            None => {
+                let _ = core.mailbox.send(Signal::Stop(StopKind::Requested));
+                core.shared.wait_stopped().await;
+            }
+            Some(remote) => {
+                let (tx, rx) = oneshot::channel();
+                let actor = core.shared.id.clone();
+                remote.link.request(
+                    |ack| Header::Stop { actor, ack },
+                    Bytes::new(),
+                    ReplySink::new(move |_| {
+                        let _ = tx.send(());
+                    }),
+                );
+                let _ = rx.await;
+                core.shared.mark_stopped();
+            }
+        }
     }
 
-    /// Waits until the actor has stopped, for whatever reason.
+    /// Waits until the actor has stopped, for whatever reason (for an actor in
+    /// another process: until it is stopped through this reference or its
+    /// process is lost).
     pub async fn wait_stopped(&self) {
-        self.core().shared.wait_stopped().await;
+        let core = self.core();
+        match &core.remote {
+            None => core.shared.wait_stopped().await,
+            Some(remote) => {
+                tokio::select! {
+                    () = core.shared.wait_stopped() => {}
+                    () = remote.link.closed() => {}
+                }
+            }
+        }
     }
 }
 
@@ -101,17 +136,33 @@ impl<A: Actor> PartialEq for ActorRef<A> {
 
 impl<A: Actor> Eq for ActorRef<A> {}
 
+/// A reference as it travels: the actor's id and where its process listens
+/// (absent when this process has no transport running).
+#[derive(Serialize, Deserialize)]
+struct RefWire {
+    id: ActorId,
+    addr: Option<String>,
+}
+
 impl<A: Actor> Serialize for ActorRef<A> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.actor_id().serialize(serializer)
+        let core = self.core();
+        let addr = match &core.remote {
+            Some(remote) => Some(remote.link.peer().to_string()),
+            None => crate::net::router().map(|r| r.addr().to_string()),
+        };
+        RefWire {
+            id: core.shared.id.clone(),
+            addr,
+        }
+        .serialize(serializer)
     }
 }
 
 impl<'de, A: Actor> Deserialize<'de> for ActorRef<A> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let id = ActorId::deserialize(deserializer)?;
-        let core = registry::lookup_actor::<A>(&id).unwrap_or_else(|| RefCore::dangling(id));
-        Ok(ActorRef::from_core(core))
+        let RefWire { id, addr } = RefWire::deserialize(deserializer)?;
+        Ok(ActorRef::from_core(RefCore::resolve(id, addr.as_deref())))
     }
 }
 
@@ -120,6 +171,13 @@ impl<'de, A: Actor> Deserialize<'de> for ActorRef<A> {
 pub struct RefCore<A: Actor> {
     pub(crate) shared: Arc<Shared>,
     pub(crate) mailbox: MailboxSender<A::Message>,
+    /// For an actor in another process: the link its messages travel on.
+    pub(crate) remote: Option<Arc<RemoteTarget>>,
+}
+
+/// How to reach an actor in another process.
+pub(crate) struct RemoteTarget {
+    pub(crate) link: Arc<Link>,
 }
 
 /// State shared by every reference to one actor.
@@ -162,7 +220,94 @@ impl<A: Actor> RefCore<A> {
         let (mailbox, _) = tokio::sync::mpsc::unbounded_channel();
         let shared = Arc::new(Shared::new(id));
         shared.mark_stopped();
-        RefCore { shared, mailbox }
+        RefCore {
+            shared,
+            mailbox,
+            remote: None,
+        }
+    }
+
+    /// The reference for `id`: the local actor if it lives here, else one that
+    /// reaches it over the link to `addr`, else one whose sends fail.
+    pub(crate) fn resolve(id: ActorId, addr: Option<&str>) -> Self {
+        if let Some(core) = registry::lookup_actor::<A>(&id) {
+            return core;
+        }
+        let router = crate::net::router();
+        match (addr, router) {
+            (Some(addr), Some(router)) if addr != router.addr() => {
+                let (mailbox, _) = tokio::sync::mpsc::unbounded_channel();
+                RefCore {
+                    shared: Arc::new(Shared::new(id)),
+                    mailbox,
+                    remote: Some(Arc::new(RemoteTarget {
+                        link: router.link(addr),
+                    })),
+                }
+            }
+            _ => RefCore::dangling(id),
+        }
+    }
+
+    /// Whether the actor lives in another process.
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    /// Sends an encoded message: decoded into the mailbox here, or shipped to
+    /// the actor's process. This is how mesh casts, which encode once, reach
+    /// each member.
+    pub(crate) fn send_encoded(
+        &self,
+        endpoint: &str,
+        args: Bytes,
+        reply: Option<ReplySink>,
+    ) -> Result<(), SendError> {
+        match &self.remote {
+            None => {
+                let mut reply = reply;
+                match A::from_wire(endpoint, &args, &mut reply) {
+                    Ok(message) => self.push(message),
+                    Err(error) => {
+                        crate::net::fail(reply, error);
+                        Ok(())
+                    }
+                }
+            }
+            Some(remote) => {
+                let to = self.shared.id.clone();
+                let endpoint = endpoint.to_string();
+                let sent = match reply {
+                    Some(sink) => {
+                        remote.link.request(
+                            |id| Header::Message {
+                                to,
+                                endpoint,
+                                reply: Some(id),
+                            },
+                            args,
+                            sink,
+                        );
+                        true
+                    }
+                    None => remote.link.send(
+                        Header::Message {
+                            to,
+                            endpoint,
+                            reply: None,
+                        },
+                        args,
+                    ),
+                };
+                sent.then_some(()).ok_or_else(|| self.undeliverable())
+            }
+        }
+    }
+
+    fn undeliverable(&self) -> SendError {
+        SendError::Undeliverable {
+            actor: self.shared.id.clone(),
+        }
     }
 
     /// The actor's id.
@@ -186,12 +331,42 @@ impl<A: Actor> RefCore<A> {
     }
 
     fn push(&self, message: A::Message) -> Result<(), SendError> {
+        if let Some(remote) = &self.remote {
+            return self.push_remote(remote, message);
+        }
         let from = current_return_address();
+        self.push_local(message, from)
+            .map_err(|_| self.undeliverable())
+    }
+
+    /// Puts a message in a local actor's mailbox; gives it back if the actor
+    /// has stopped.
+    pub(crate) fn push_local(
+        &self,
+        message: A::Message,
+        from: Option<crate::mailbox::ReturnAddress>,
+    ) -> Result<(), Signal<A::Message>> {
         self.mailbox
             .send(Signal::Message(message, from))
-            .map_err(|_| SendError::Undeliverable {
-                actor: self.shared.id.clone(),
-            })
+            .map_err(|e| e.0)
+    }
+
+    fn push_remote(&self, remote: &RemoteTarget, message: A::Message) -> Result<(), SendError> {
+        let endpoint = A::endpoint_name(&message);
+        let peer = remote.link.peer();
+        let wire = crate::port::with_wire_peers(std::slice::from_ref(&peer), || {
+            A::to_wire(message, &self.shared.id)
+        });
+        let WireMessage {
+            endpoint,
+            args,
+            reply,
+        } = wire.map_err(|error| SendError::Codec {
+            actor: self.shared.id.clone(),
+            endpoint,
+            reason: error.to_string(),
+        })?;
+        self.send_encoded(endpoint, args, reply)
     }
 }
 
@@ -200,6 +375,7 @@ impl<A: Actor> Clone for RefCore<A> {
         RefCore {
             shared: Arc::clone(&self.shared),
             mailbox: self.mailbox.clone(),
+            remote: self.remote.clone(),
         }
     }
 }

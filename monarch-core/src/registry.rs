@@ -1,33 +1,76 @@
-//! Process-wide tables that let serialised references and ports resolve again
-//! in the process that made them.
+//! Process-wide tables: the actors living in this process (so serialised
+//! references resolve again, and messages from other processes find their
+//! mailbox) and the ports whose values may arrive from elsewhere.
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
 use crate::actor::Actor;
+use crate::mailbox::{Signal, StopKind};
+use crate::net::fail;
 use crate::reference::RefCore;
+use crate::remote::{decode, RemoteError, ReplySink};
 use crate::ActorId;
 
-type Table<K> = LazyLock<Mutex<HashMap<K, Box<dyn Any + Send + Sync>>>>;
+/// A local actor, whatever its type.
+trait ErasedActor: Send + Sync {
+    fn as_any(&self) -> &dyn Any;
+    fn deliver(&self, endpoint: &str, args: &[u8], reply: Option<ReplySink>);
+    fn stop(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    fn is_running(&self) -> bool;
+}
 
-static ACTORS: Table<ActorId> = LazyLock::new(Default::default);
+impl<A: Actor> ErasedActor for RefCore<A> {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn deliver(&self, endpoint: &str, args: &[u8], mut reply: Option<ReplySink>) {
+        match A::from_wire(endpoint, args, &mut reply) {
+            Ok(message) => {
+                if let Err(Signal::Message(message, _)) = self.push_local(message, None) {
+                    let endpoint = A::endpoint_name(&message);
+                    let actor = self.actor_id().clone();
+                    A::reject(message, crate::CallError::Undeliverable { actor, endpoint });
+                }
+            }
+            Err(error) => {
+                tracing::warn!(actor = %self.actor_id(), endpoint, %error, "undecodable message");
+                fail(reply, error);
+            }
+        }
+    }
+
+    fn stop(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        let _ = self.mailbox.send(Signal::Stop(StopKind::Requested));
+        Box::pin(self.shared.wait_stopped())
+    }
+
+    fn is_running(&self) -> bool {
+        !self.shared.stopped.load(Ordering::Acquire)
+    }
+}
+
+type ActorTable = LazyLock<Mutex<HashMap<ActorId, Arc<dyn ErasedActor>>>>;
+
+static ACTORS: ActorTable = LazyLock::new(Default::default);
 static PORTS: LazyLock<Mutex<HashMap<u64, PortEntry>>> = LazyLock::new(Default::default);
 static NEXT_PORT: AtomicU64 = AtomicU64::new(1);
 
-fn lock<K>(
-    table: &'static Table<K>,
-) -> std::sync::MutexGuard<'static, HashMap<K, Box<dyn Any + Send + Sync>>> {
-    table
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+fn lock<T>(m: &'static LazyLock<Mutex<T>>) -> std::sync::MutexGuard<'static, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 pub(crate) fn register_actor<A: Actor>(core: &RefCore<A>) {
-    lock(&ACTORS).insert(core.actor_id().clone(), Box::new(core.clone()));
+    lock(&ACTORS).insert(core.actor_id().clone(), Arc::new(core.clone()));
 }
 
 pub(crate) fn unregister_actor(id: &ActorId) {
@@ -37,13 +80,44 @@ pub(crate) fn unregister_actor(id: &ActorId) {
 pub(crate) fn lookup_actor<A: Actor>(id: &ActorId) -> Option<RefCore<A>> {
     lock(&ACTORS)
         .get(id)
-        .and_then(|entry| entry.downcast_ref::<RefCore<A>>())
+        .and_then(|entry| entry.as_any().downcast_ref::<RefCore<A>>())
         .cloned()
 }
 
+fn erased(id: &ActorId) -> Option<Arc<dyn ErasedActor>> {
+    lock(&ACTORS).get(id).cloned()
+}
+
+/// Delivers an encoded message from another process to a local actor.
+pub(crate) fn deliver(to: &ActorId, endpoint: &str, args: &[u8], reply: Option<ReplySink>) {
+    match erased(to) {
+        Some(actor) => actor.deliver(endpoint, args, reply),
+        None => fail(reply, RemoteError::Undeliverable),
+    }
+}
+
+/// Stops a local actor and waits until it has stopped.
+pub(crate) async fn stop(id: &ActorId) {
+    if let Some(actor) = erased(id) {
+        actor.stop().await;
+    }
+}
+
+/// Whether `id` is a running local actor.
+pub(crate) fn is_running(id: &ActorId) -> bool {
+    erased(id).is_some_and(|a| a.is_running())
+}
+
+/// A port registered here. A *weak* entry (the port was serialised for no
+/// process in particular) never keeps the stream open; a *lease* holds a sender
+/// for each remote process holding a copy, until that process drops it or is
+/// lost.
 struct PortEntry {
-    sender: Box<dyn Any + Send + Sync>,
     alive: Box<dyn Fn() -> bool + Send + Sync>,
+    sender: Box<dyn Any + Send + Sync>,
+    deliver: Option<Box<dyn Fn(Bytes) + Send + Sync>>,
+    holders: HashMap<String, usize>,
+    strong: Option<Box<dyn Any + Send + Sync>>,
 }
 
 /// Registers a weak sender, so the registry never keeps a stream open.
@@ -51,23 +125,101 @@ pub(crate) fn register_port<T: Send + 'static>(sender: mpsc::WeakUnboundedSender
     let id = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
     let probe = sender.clone();
     let entry = PortEntry {
-        sender: Box::new(sender),
         alive: Box::new(move || probe.strong_count() > 0),
+        sender: Box::new(sender),
+        deliver: None,
+        holders: HashMap::new(),
+        strong: None,
     };
-    let mut ports = PORTS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    // Forget ports whose every sender is gone, so the table stays small.
-    ports.retain(|_, entry| (entry.alive)());
+    let mut ports = lock(&PORTS);
+    // Forget ports nobody can send to any more, so the table stays small.
+    ports.retain(|_, entry| !entry.holders.is_empty() || (entry.alive)());
     ports.insert(id, entry);
     id
 }
 
+/// Registers a port whose copies go to other processes: values arriving for it
+/// are decoded and sent on. It stays open until every holder added with
+/// [`add_port_holder`] has dropped it or been lost.
+pub(crate) fn lease_port<T: DeserializeOwned + Send + 'static>(
+    sender: mpsc::UnboundedSender<T>,
+) -> u64 {
+    let id = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
+    let weak = sender.downgrade();
+    let probe = weak.clone();
+    let target = weak.clone();
+    let entry = PortEntry {
+        alive: Box::new(move || probe.strong_count() > 0),
+        sender: Box::new(weak),
+        deliver: Some(Box::new(move |bytes: Bytes| {
+            match (decode::<T>(&bytes), target.upgrade()) {
+                (Ok(value), Some(sender)) => {
+                    let _ = sender.send(value);
+                }
+                (Err(error), _) => tracing::warn!(%error, "undecodable port value"),
+                (_, None) => {}
+            }
+        })),
+        holders: HashMap::new(),
+        strong: Some(Box::new(sender)),
+    };
+    lock(&PORTS).insert(id, entry);
+    id
+}
+
+/// Counts one more copy of leased port `id` held by the process at `peer`.
+pub(crate) fn add_port_holder(id: u64, peer: &str) {
+    if let Some(entry) = lock(&PORTS).get_mut(&id) {
+        *entry.holders.entry(peer.to_string()).or_default() += 1;
+    }
+}
+
+/// Drops the lease of port `id` if nobody holds it (a copy sent nowhere).
+pub(crate) fn settle_port(id: u64) {
+    let mut ports = lock(&PORTS);
+    if let Some(entry) = ports.get_mut(&id) {
+        if entry.holders.is_empty() {
+            entry.strong = None;
+        }
+    }
+}
+
 pub(crate) fn lookup_port<T: Send + 'static>(id: u64) -> Option<mpsc::UnboundedSender<T>> {
-    PORTS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock(&PORTS)
         .get(&id)
         .and_then(|entry| entry.sender.downcast_ref::<mpsc::WeakUnboundedSender<T>>())
         .and_then(mpsc::WeakUnboundedSender::upgrade)
+}
+
+/// A value for port `id` from another process.
+pub(crate) fn deliver_port(id: u64, value: Bytes) {
+    let ports = lock(&PORTS);
+    match ports.get(&id).and_then(|e| e.deliver.as_ref()) {
+        Some(deliver) => deliver(value),
+        None => tracing::debug!(port = id, "value for a closed port dropped"),
+    }
+}
+
+/// The process at `peer` dropped one copy of port `id`.
+pub(crate) fn release_port(id: u64, peer: &str) {
+    let mut ports = lock(&PORTS);
+    if let Some(entry) = ports.get_mut(&id) {
+        if let Some(count) = entry.holders.get_mut(peer) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                entry.holders.remove(peer);
+            }
+        }
+        if entry.holders.is_empty() {
+            ports.remove(&id);
+        }
+    }
+}
+
+/// The process at `peer` is gone: it holds no ports any more.
+pub(crate) fn release_ports_of(peer: &str) {
+    lock(&PORTS).retain(|_, entry| {
+        let held = entry.holders.remove(peer).is_some();
+        !(held && entry.holders.is_empty())
+    });
 }

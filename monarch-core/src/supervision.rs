@@ -43,6 +43,8 @@ pub enum Failure {
     SupervisionHandlerFailed(String),
     /// A message this actor sent came back undeliverable and was not handled.
     UnhandledUndeliverable(String),
+    /// The process the actor lived in exited, was killed or stopped answering.
+    ProcLost(String),
 }
 
 impl SupervisionEvent {
@@ -69,6 +71,7 @@ impl fmt::Display for Failure {
             Failure::UnhandledUndeliverable(m) => {
                 write!(f, "a message it sent was undeliverable: {m}")
             }
+            Failure::ProcLost(m) => write!(f, "its process was lost: {m}"),
         }
     }
 }

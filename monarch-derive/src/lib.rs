@@ -65,3 +65,25 @@ pub fn endpoint(_args: TokenStream, input: TokenStream) -> TokenStream {
     .to_compile_error()
     .into()
 }
+
+/// Makes `async fn main` a monarch program: it first calls `bootstrap()` (so
+/// the binary can serve as a worker of a proc mesh), then runs `main` on a
+/// multi-threaded tokio runtime.
+///
+/// ```ignore
+/// #[monarch::main]
+/// async fn main() {
+///     let procs = monarch::this_host().spawn_procs(monarch::shape! { gpus = 2 }).await.unwrap();
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn main(args: TokenStream, input: TokenStream) -> TokenStream {
+    let args = proc_macro2::TokenStream::from(args);
+    if !args.is_empty() {
+        return syn::Error::new_spanned(args, "#[monarch::main] takes no arguments")
+            .to_compile_error()
+            .into();
+    }
+    let function = syn::parse_macro_input!(input as syn::ItemFn);
+    expand::main(function).into()
+}

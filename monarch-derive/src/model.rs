@@ -17,6 +17,12 @@ const RESERVED: &[&str] = &[
     "deref",
     "core",
     "from_core",
+    "shape",
+    "slice",
+    "len",
+    "is_empty",
+    "member",
+    "members",
 ];
 
 pub(crate) struct ActorModel {
@@ -118,7 +124,7 @@ impl ActorModel {
             return Err(syn::Error::new(
                 endpoint.name.span(),
                 format!(
-                    "an endpoint cannot be named `{}`: ActorRef has a method of that name",
+                    "an endpoint cannot be named `{}`: ActorRef or ActorMesh has a method of that name",
                     endpoint.name
                 ),
             ));

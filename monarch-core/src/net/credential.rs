@@ -1,0 +1,219 @@
+//! The job credential: a certificate authority minted at launch and one
+//! certificate it signed, shared by every process of the job. Connections are
+//! mutual TLS against that authority, so a process without the credential is
+//! refused at the handshake, whichever side it is on.
+
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use serde::{Deserialize, Serialize};
+
+/// The name every job certificate is issued for and every peer is checked
+/// against.
+pub(crate) const SERVER_NAME: &str = "monarch.job";
+
+/// The application protocol spoken over QUIC.
+const ALPN: &[u8] = b"monarch/1";
+
+/// A job's credential, as handed from the controller to its workers.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct Credential {
+    authority: Vec<u8>,
+    certificate: Vec<u8>,
+    key: Vec<u8>,
+}
+
+/// The credential could not be made or used.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    /// Generating the keys or certificates failed.
+    #[error("could not mint the job credential: {0}")]
+    Mint(#[from] rcgen::Error),
+    /// TLS refused the certificates.
+    #[error("the job credential is unusable: {0}")]
+    Tls(#[from] rustls::Error),
+    /// QUIC refused the TLS settings.
+    #[error("the job credential does not suit QUIC: {0}")]
+    Quic(String),
+}
+
+impl Credential {
+    /// Mints a fresh authority and job certificate.
+    pub(crate) fn mint() -> Result<Self, CredentialError> {
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "monarch job authority");
+        let ca_key = rcgen::KeyPair::generate()?;
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key)?;
+
+        let leaf_params = rcgen::CertificateParams::new(vec![SERVER_NAME.to_string()])?;
+        let leaf_key = rcgen::KeyPair::generate()?;
+        let leaf = leaf_params.signed_by(&leaf_key, &ca)?;
+        Ok(Credential {
+            authority: ca.der().to_vec(),
+            certificate: leaf.der().to_vec(),
+            key: leaf_key.serialize_der(),
+        })
+    }
+
+    fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+        Arc::new(rustls::crypto::ring::default_provider())
+    }
+
+    fn roots(&self) -> Result<Arc<rustls::RootCertStore>, CredentialError> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(self.authority.clone()))?;
+        Ok(Arc::new(roots))
+    }
+
+    fn chain(&self) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        (
+            vec![CertificateDer::from(self.certificate.clone())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.clone())),
+        )
+    }
+
+    /// QUIC server settings that accept only peers holding this credential.
+    pub(crate) fn quic_server(&self) -> Result<quinn::ServerConfig, CredentialError> {
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            self.roots()?,
+            Self::provider(),
+        )
+        .build()
+        .map_err(|e| CredentialError::Quic(e.to_string()))?;
+        let (chain, key) = self.chain();
+        let mut tls = rustls::ServerConfig::builder_with_provider(Self::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)?;
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+            .map_err(|e| CredentialError::Quic(e.to_string()))?;
+        let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        config.transport_config(transport());
+        Ok(config)
+    }
+
+    /// QUIC client settings that present this credential and accept only
+    /// servers holding it.
+    pub(crate) fn quic_client(&self) -> Result<quinn::ClientConfig, CredentialError> {
+        let (chain, key) = self.chain();
+        let mut tls = rustls::ClientConfig::builder_with_provider(Self::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_root_certificates(self.roots()?)
+            .with_client_auth_cert(chain, key)?;
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+            .map_err(|e| CredentialError::Quic(e.to_string()))?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        config.transport_config(transport());
+        Ok(config)
+    }
+}
+
+/// Client settings for a process that does not hold the job credential but
+/// presents its own and trusts any server: what an intruder would try. Used to
+/// check that servers refuse it.
+pub(crate) fn intruder_client() -> Result<quinn::ClientConfig, CredentialError> {
+    let own = Credential::mint()?;
+    let (chain, key) = own.chain();
+    let provider = Credential::provider();
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(TrustAnything(provider)))
+        .with_client_auth_cert(chain, key)?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| CredentialError::Quic(e.to_string()))?;
+    Ok(quinn::ClientConfig::new(Arc::new(crypto)))
+}
+
+/// Accepts any server certificate (checking only that the handshake is signed
+/// by it), so an intruder gets as far as the server lets it.
+#[derive(Debug)]
+struct TrustAnything(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for TrustAnything {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Transport settings for long-lived, high-volume streams between procs:
+/// large windows so one stream can carry bulk data, and keep-alives so an idle
+/// link is not timed out by QUIC before the application's heartbeats decide.
+fn transport() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.stream_receive_window(quinn::VarInt::from_u32(64 << 20));
+    t.receive_window(quinn::VarInt::from_u32(256 << 20));
+    t.send_window(256 << 20);
+    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(16));
+    t.keep_alive_interval(Some(std::time::Duration::from_secs(1)));
+    t.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(std::time::Duration::from_secs(30)).expect("30 s fits"),
+    ));
+    Arc::new(t)
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credential(..)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_survive_the_environment() {
+        let credential = Credential::mint().unwrap();
+        let bytes = postcard::to_allocvec(&credential).unwrap();
+        let again: Credential = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(again.certificate, credential.certificate);
+        again.quic_server().unwrap();
+        again.quic_client().unwrap();
+    }
+}

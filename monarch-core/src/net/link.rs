@@ -1,0 +1,398 @@
+//! A link: one long-lived, multiplexed byte stream to another process, carrying
+//! frames both ways.
+//!
+//! Sending never blocks: frames go onto the link's queue in order and a writer
+//! task batches whatever has queued up into few large writes. A reader task cuts
+//! the incoming stream into frames, completes replies to calls made over the
+//! link, answers heartbeats and hands everything else to the [`Inbound`]
+//! handler. The link closes, failing every pending call with the reason, when
+//! the stream ends or errs, a frame is malformed, or the peer is silent for
+//! longer than the heartbeat timeout.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, Notify};
+
+use super::frame::{encode_prefix, FrameDecoder, Header};
+use crate::remote::{RemoteError, ReplySink};
+
+/// What a link hands upwards.
+pub(crate) trait Inbound: Send + Sync + 'static {
+    /// A frame that is not a reply or heartbeat.
+    fn frame(&self, link: &Arc<Link>, header: Header, body: Bytes);
+    /// The link closed for `reason`.
+    fn closed(&self, link: &Arc<Link>, reason: &str);
+}
+
+/// Timing of heartbeats.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Heartbeat {
+    /// How often an idle link sends a ping.
+    pub(crate) interval: Duration,
+    /// How long a silent peer is tolerated before the link is closed.
+    pub(crate) timeout: Duration,
+}
+
+/// One link to a peer process, keyed by the peer's listen address.
+pub(crate) struct Link {
+    peer: String,
+    outgoing: mpsc::UnboundedSender<(Header, Bytes)>,
+    pending: Mutex<Pending>,
+    next_id: AtomicU64,
+    closed: AtomicBool,
+    close_notify: Notify,
+    reason: Mutex<Option<String>>,
+}
+
+struct Pending {
+    open: bool,
+    replies: HashMap<u64, ReplySink>,
+}
+
+/// Frames above this size are written on their own, not copied into a batch.
+const BATCH_LIMIT: usize = 256 * 1024;
+
+impl Link {
+    /// A link whose stream is not connected yet: frames queue until
+    /// [`Link::run`] is given the stream.
+    pub(crate) fn new(peer: String) -> (Arc<Link>, mpsc::UnboundedReceiver<(Header, Bytes)>) {
+        let (outgoing, queue) = mpsc::unbounded_channel();
+        let link = Arc::new(Link {
+            peer,
+            outgoing,
+            pending: Mutex::new(Pending {
+                open: true,
+                replies: HashMap::new(),
+            }),
+            next_id: AtomicU64::new(1),
+            closed: AtomicBool::new(false),
+            close_notify: Notify::new(),
+            reason: Mutex::new(None),
+        });
+        (link, queue)
+    }
+
+    /// The peer's listen address.
+    pub(crate) fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// Runs the link over a connected stream until it closes. `decoder` may
+    /// already hold bytes read during the handshake.
+    pub(crate) async fn run<R, W>(
+        self: &Arc<Self>,
+        reader: R,
+        writer: W,
+        decoder: FrameDecoder,
+        queue: mpsc::UnboundedReceiver<(Header, Bytes)>,
+        heartbeat: Heartbeat,
+        inbound: Arc<dyn Inbound>,
+    ) where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let writing = tokio::spawn(write_loop(writer, queue, heartbeat.interval));
+        let reason = self.read_loop(reader, decoder, heartbeat, &inbound).await;
+        writing.abort();
+        self.close(&reason, &inbound);
+    }
+
+    /// Sends a frame; `false` if the link is closed.
+    pub(crate) fn send(&self, header: Header, body: Bytes) -> bool {
+        !self.is_closed() && self.outgoing.send((header, body)).is_ok()
+    }
+
+    /// Registers `sink` for the reply to a frame built by `header` around the
+    /// reply id, and sends it. If the link is closed the sink is failed at once.
+    pub(crate) fn request(&self, header: impl FnOnce(u64) -> Header, body: Bytes, sink: ReplySink) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut pending = self.lock_pending();
+            if !pending.open {
+                drop(pending);
+                sink.complete(Err(RemoteError::Unreachable(self.close_reason())));
+                return;
+            }
+            pending.replies.insert(id, sink);
+        }
+        if !self.send(header(id), body) {
+            if let Some(sink) = self.lock_pending().replies.remove(&id) {
+                sink.complete(Err(RemoteError::Unreachable(self.close_reason())));
+            }
+        }
+    }
+
+    /// Sends a reply to request `id`.
+    pub(crate) fn reply(&self, id: u64, result: Result<Bytes, RemoteError>) {
+        let (result, body) = match result {
+            Ok(body) => (Ok(()), body),
+            Err(e) => (Err(e), Bytes::new()),
+        };
+        self.send(Header::Reply { id, result }, body);
+    }
+
+    /// A sink that sends its reply over this link as the answer to `id`.
+    pub(crate) fn reply_sink(self: &Arc<Self>, id: u64) -> ReplySink {
+        let link = Arc::clone(self);
+        ReplySink::new(move |result| link.reply(id, result))
+    }
+
+    /// Whether the link has closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Waits until the link closes.
+    pub(crate) async fn closed(&self) {
+        loop {
+            let notified = self.close_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Why the link closed (empty while open).
+    pub(crate) fn close_reason(&self) -> String {
+        self.reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .unwrap_or_default()
+    }
+
+    /// Closes the link: fails pending calls and tells `inbound`. Idempotent.
+    pub(crate) fn close(self: &Arc<Self>, reason: &str, inbound: &Arc<dyn Inbound>) {
+        {
+            let mut slot = self
+                .reason
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if slot.is_some() {
+                return;
+            }
+            *slot = Some(format!("link to {} closed: {reason}", self.peer));
+        }
+        self.closed.store(true, Ordering::Release);
+        let replies: Vec<ReplySink> = {
+            let mut pending = self.lock_pending();
+            pending.open = false;
+            pending.replies.drain().map(|(_, sink)| sink).collect()
+        };
+        let why = self.close_reason();
+        tracing::debug!(peer = %self.peer, reason = %why, "link closed");
+        for sink in replies {
+            sink.complete(Err(RemoteError::Unreachable(why.clone())));
+        }
+        self.close_notify.notify_waiters();
+        inbound.closed(self, reason);
+    }
+
+    async fn read_loop<R: AsyncRead + Unpin>(
+        self: &Arc<Self>,
+        mut reader: R,
+        mut decoder: FrameDecoder,
+        heartbeat: Heartbeat,
+        inbound: &Arc<dyn Inbound>,
+    ) -> String {
+        loop {
+            loop {
+                match decoder.next_frame() {
+                    Ok(Some((header, body))) => self.dispatch(header, body, inbound),
+                    Ok(None) => break,
+                    Err(error) => {
+                        tracing::error!(peer = %self.peer, %error, "malformed frame; closing the link");
+                        return format!("malformed frame: {error}");
+                    }
+                }
+            }
+            match tokio::time::timeout(heartbeat.timeout, reader.read_buf(decoder.buffer())).await {
+                Ok(Ok(0)) => return "the peer closed the connection".to_string(),
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => return format!("read failed: {error}"),
+                Err(_) => {
+                    return format!(
+                        "no heartbeat for {:?} (the process may be stopped or hung)",
+                        heartbeat.timeout
+                    )
+                }
+            }
+        }
+    }
+
+    fn dispatch(self: &Arc<Self>, header: Header, body: Bytes, inbound: &Arc<dyn Inbound>) {
+        match header {
+            Header::Reply { id, result } => {
+                let sink = self.lock_pending().replies.remove(&id);
+                match sink {
+                    Some(sink) => sink.complete(result.map(|()| body)),
+                    None => tracing::debug!(id, "reply to an unknown or finished call"),
+                }
+            }
+            Header::Ping => {
+                self.send(Header::Pong, Bytes::new());
+            }
+            Header::Pong => {}
+            other => inbound.frame(self, other, body),
+        }
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Writes queued frames, batching small ones, and pings when idle.
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    mut queue: mpsc::UnboundedReceiver<(Header, Bytes)>,
+    ping_every: Duration,
+) {
+    let mut batch = BytesMut::with_capacity(BATCH_LIMIT * 2);
+    loop {
+        let first = match tokio::time::timeout(ping_every, queue.recv()).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(_) => (Header::Ping, Bytes::new()),
+        };
+        let mut next = Some(first);
+        while let Some((header, body)) = next.take() {
+            encode_prefix(&header, body.len(), &mut batch);
+            if body.len() >= BATCH_LIMIT {
+                if writer.write_all(&batch).await.is_err() || writer.write_all(&body).await.is_err()
+                {
+                    return;
+                }
+                batch.clear();
+            } else {
+                batch.extend_from_slice(&body);
+            }
+            if batch.len() < BATCH_LIMIT {
+                next = queue.try_recv().ok();
+            }
+        }
+        if !batch.is_empty() {
+            if writer.write_all(&batch).await.is_err() {
+                return;
+            }
+            batch.clear();
+        }
+        if writer.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ActorId, ProcId};
+
+    struct Recorder(mpsc::UnboundedSender<Result<Header, String>>);
+
+    impl Inbound for Recorder {
+        fn frame(&self, _: &Arc<Link>, header: Header, _: Bytes) {
+            let _ = self.0.send(Ok(header));
+        }
+        fn closed(&self, _: &Arc<Link>, reason: &str) {
+            let _ = self.0.send(Err(reason.to_string()));
+        }
+    }
+
+    const QUICK: Heartbeat = Heartbeat {
+        interval: Duration::from_millis(50),
+        timeout: Duration::from_millis(400),
+    };
+
+    fn pair() -> (
+        Arc<Link>,
+        mpsc::UnboundedReceiver<Result<Header, String>>,
+        tokio::io::DuplexStream,
+    ) {
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let (link, queue) = Link::new("peer".into());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let inbound: Arc<dyn Inbound> = Arc::new(Recorder(tx));
+        let (r, w) = tokio::io::split(ours);
+        let running = Arc::clone(&link);
+        tokio::spawn(async move {
+            running
+                .run(r, w, FrameDecoder::new(1 << 20), queue, QUICK, inbound)
+                .await
+        });
+        (link, rx, theirs)
+    }
+
+    #[tokio::test]
+    async fn garbage_closes_the_link_and_fails_pending_calls() {
+        let (link, mut events, mut peer) = pair();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        link.request(
+            |id| Header::Stop {
+                actor: ActorId::new(ProcId::new("j", "h", 0), "a", 0),
+                ack: id,
+            },
+            Bytes::new(),
+            ReplySink::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        peer.write_all(&[5, 0, 0, 0, 9, 9, 9, 9, 9]).await.unwrap();
+        let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(event.unwrap_err().contains("malformed frame"));
+        let failed = tokio::time::timeout(Duration::from_secs(5), rx)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(failed, Err(RemoteError::Unreachable(_))));
+        assert!(link.is_closed());
+    }
+
+    #[tokio::test]
+    async fn a_silent_peer_is_declared_lost() {
+        let (link, mut events, _peer) = pair();
+        let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(event.unwrap_err().contains("no heartbeat"));
+        assert!(link.close_reason().contains("no heartbeat"));
+    }
+
+    #[tokio::test]
+    async fn frames_and_pings_reach_the_peer_in_order() {
+        let (link, _events, peer) = pair();
+        for port in 0..100 {
+            assert!(link.send(Header::PortValue { port }, Bytes::from(vec![1; 10])));
+        }
+        let (mut r, _w) = tokio::io::split(peer);
+        let mut decoder = FrameDecoder::new(1 << 20);
+        let mut ports = Vec::new();
+        let mut pinged = false;
+        while ports.len() < 100 || !pinged {
+            r.read_buf(decoder.buffer()).await.unwrap();
+            while let Some((header, _)) = decoder.next_frame().unwrap() {
+                match header {
+                    Header::PortValue { port } => ports.push(port),
+                    Header::Ping => pinged = true,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        assert_eq!(ports, (0..100).collect::<Vec<_>>());
+    }
+}

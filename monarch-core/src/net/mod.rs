@@ -1,0 +1,14 @@
+//! Transport between processes: frames, links, the job credential and the
+//! router that ties them to local actors.
+
+mod credential;
+mod frame;
+mod link;
+mod router;
+
+pub(crate) use credential::Credential;
+pub use credential::CredentialError;
+pub(crate) use frame::Header;
+pub(crate) use link::Link;
+pub(crate) use router::{fail, router, start_router, Router, SupervisionSink};
+pub use router::{probe_as_intruder, TransportError};

@@ -1,0 +1,636 @@
+//! Proc and actor meshes across real processes: this test binary re-executes
+//! itself as the workers, so it has its own `main` (calling
+//! `monarch::bootstrap()` first) and runs the scenarios with libtest-mimic.
+//!
+//! Run alone with `cargo test --test mesh`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use libtest_mimic::{Arguments, Failed, Trial};
+use monarch::prelude::*;
+use monarch::{Failure, Host};
+
+/// Every wait in these tests is bounded by this.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// A counter that also reports where it runs and can misbehave on request.
+#[derive(Default)]
+struct Counter {
+    value: i64,
+    seen: HashMap<String, Vec<u64>>,
+}
+
+#[actor]
+impl Counter {
+    #[endpoint]
+    async fn incr(&mut self, by: i64) {
+        self.value += by;
+    }
+
+    #[endpoint]
+    async fn get(&self) -> i64 {
+        self.value
+    }
+
+    /// The rank this actor was spawned with and its process id.
+    #[endpoint]
+    async fn whoami(&self, ctx: &Context<Self>) -> (usize, u32) {
+        (ctx.rank(), std::process::id())
+    }
+
+    /// Says on `started` that it has begun, then replies after `millis`: a
+    /// call that stays in flight.
+    #[endpoint]
+    async fn slow(&self, started: Port<()>, millis: u64) -> u64 {
+        let _ = started.send(());
+        drop(started);
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        millis
+    }
+
+    #[endpoint]
+    async fn fail(&self, why: String) -> Result<(), String> {
+        Err(why)
+    }
+
+    #[endpoint]
+    async fn panic_now(&self) {
+        panic!("asked to panic");
+    }
+
+    /// Records `seq` from `sender`, to check ordering.
+    #[endpoint]
+    async fn record(&mut self, sender: String, seq: u64) {
+        self.seen.entry(sender).or_default().push(seq);
+    }
+
+    #[endpoint]
+    async fn seen(&self) -> HashMap<String, Vec<u64>> {
+        self.seen.clone()
+    }
+
+    #[endpoint]
+    async fn size_of(&self, data: Bytes) -> (usize, u8) {
+        (data.len(), data.iter().fold(0u8, |a, b| a.wrapping_add(*b)))
+    }
+
+    /// Streams `0..n` to `port`.
+    #[endpoint]
+    async fn count_to(&self, n: u64, port: Port<u64>) {
+        for i in 0..n {
+            let _ = port.send(i);
+        }
+    }
+}
+
+/// Calls a mesh it is handed, from whichever process it lives in.
+#[derive(Default)]
+struct Caller;
+
+#[actor]
+impl Caller {
+    #[endpoint]
+    async fn sum_of(&self, counters: ActorMesh<Counter>) -> Result<i64, String> {
+        let values = counters.get().call().await.map_err(|e| e.to_string())?;
+        Ok(values.values().iter().sum())
+    }
+
+    /// Sends `0..n` to `target` as sender `name`, then asks it something: the
+    /// reply comes after all of them were handled.
+    #[endpoint]
+    async fn send_sequence(&self, target: ActorRef<Counter>, name: String, n: u64) -> bool {
+        (0..n).all(|seq| target.record(name.clone(), seq).send().is_ok())
+            && target.get().call().await.is_ok()
+    }
+
+    /// The id of the job's ledger singleton, as seen from here.
+    #[endpoint]
+    async fn ledger(&self) -> Result<String, String> {
+        let ledger = get_or_spawn_controller::<Ledger>("ledger", ())
+            .await
+            .map_err(|e| e.to_string())?;
+        ledger.touch().call().await.map_err(|e| e.to_string())?;
+        Ok(ledger.actor_id().to_string())
+    }
+}
+
+/// A job-wide singleton.
+#[derive(Default)]
+struct Ledger {
+    touches: u64,
+}
+
+#[actor]
+impl Ledger {
+    #[endpoint]
+    async fn touch(&mut self) -> u64 {
+        self.touches += 1;
+        self.touches
+    }
+}
+
+/// One runtime for every scenario: the process's transport lives on it.
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+});
+
+/// A proc whose fault hook records events instead of exiting.
+fn recording_owner() -> (Proc, tokio::sync::mpsc::UnboundedReceiver<SupervisionEvent>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let proc = Proc::new("test").with_fault_hook(Arc::new(move |event: &SupervisionEvent| {
+        let _ = tx.send(event.clone());
+    }));
+    (proc, rx)
+}
+
+async fn bounded<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(LIMIT, f)
+        .await
+        .expect("timed out waiting")
+}
+
+fn check(condition: bool, what: &str) -> Result<(), Failed> {
+    if condition {
+        Ok(())
+    } else {
+        Err(what.into())
+    }
+}
+
+fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // A zombie has exited; only its parent's bookkeeping remains.
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+async fn wait_gone(pid: u32) -> bool {
+    for _ in 0..200 {
+        if process_gone(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {signal} {pid} failed");
+}
+
+async fn every_adverb_on_a_2x2_mesh() -> Result<(), Failed> {
+    let (owner, _events) = recording_owner();
+    let procs = Host::owned_by(&owner)
+        .spawn_procs(shape! { hosts = 2, gpus = 2 })
+        .await?;
+    let counters = procs.spawn::<Counter>("counter", ()).await?;
+    check(counters.len() == 4, "four counters")?;
+
+    counters.incr(5).broadcast()?;
+    let all: ValueMesh<i64> = bounded(counters.get().call()).await?;
+    check(all.values() == [5, 5, 5, 5], "broadcast reached every rank")?;
+
+    let who = bounded(counters.whoami().call()).await?;
+    let ranks: Vec<usize> = who.values().iter().map(|(r, _)| *r).collect();
+    check(ranks == [0, 1, 2, 3], "ranks in order")?;
+    let mut pids: Vec<u32> = who.values().iter().map(|(_, p)| *p).collect();
+    pids.sort_unstable();
+    pids.dedup();
+    check(pids.len() == 4, "one process per point")?;
+    check(!pids.contains(&std::process::id()), "not in the controller")?;
+
+    let one = bounded(
+        counters
+            .slice("hosts", 1)?
+            .slice("gpus", 0)?
+            .whoami()
+            .call_one(),
+    )
+    .await?;
+    check(one.0 == 2, "call_one on {hosts=1, gpus=0} is rank 2")?;
+    let not_one = counters.get().call_one().await;
+    check(
+        matches!(not_one, Err(MeshError::NotOne { len: 4 })),
+        "call_one refuses a mesh of four",
+    )?;
+
+    let mut chosen = Vec::new();
+    for _ in 0..8 {
+        chosen.push(bounded(counters.whoami().choose()).await?.0);
+    }
+    chosen.sort_unstable();
+    chosen.dedup();
+    check(chosen.len() == 4, "choose spreads over idle members")?;
+
+    let mut stream = counters.whoami().stream();
+    let mut points = Vec::new();
+    while let Some((point, reply)) = bounded(stream.next()).await {
+        points.push((point.to_string(), reply?.0));
+    }
+    points.sort();
+    check(points.len() == 4, "stream yields every member")?;
+    check(
+        points[3] == ("{hosts=1, gpus=1}".to_string(), 3),
+        "stream names the point",
+    )?;
+
+    let failed = bounded(counters.fail("nope".into()).call()).await;
+    match failed {
+        Err(MeshError::Member { rank, error, .. }) => {
+            check(rank < 4, "a rank is named")?;
+            check(error.to_string().contains("nope"), "the endpoint's error")?;
+        }
+        other => return Err(format!("expected a member error, got {other:?}").into()),
+    }
+    check(
+        bounded(counters.get().call()).await?.values() == [5, 5, 5, 5],
+        "an endpoint error leaves the actors running",
+    )?;
+
+    let (port, receiver) = open_port::<u64>();
+    counters
+        .slice("hosts", 0)?
+        .slice("gpus", 1)?
+        .count_to(5, port)
+        .broadcast()?;
+    let streamed: Vec<u64> = bounded(receiver.collect()).await;
+    check(
+        streamed == [0, 1, 2, 3, 4],
+        "a port streams back and closes",
+    )?;
+
+    bounded(procs.stop()).await;
+    for pid in pids {
+        check(wait_gone(pid).await, "stopped workers exit")?;
+    }
+    Ok(())
+}
+
+async fn slices_and_refs_travel() -> Result<(), Failed> {
+    let (owner, _events) = recording_owner();
+    let procs = Host::owned_by(&owner)
+        .spawn_procs(shape! { hosts = 2, gpus = 2 })
+        .await?;
+    let counters = procs.spawn::<Counter>("counter", ()).await?;
+    let callers = procs.spawn::<Caller>("caller", ()).await?;
+
+    let column = counters.slice("gpus", 1)?;
+    column.incr(10).broadcast()?;
+    let who = bounded(column.whoami().call()).await?;
+    let ranks: Vec<usize> = who.values().iter().map(|(r, _)| *r).collect();
+    check(ranks == [1, 3], "the gpus=1 column is ranks 1 and 3")?;
+
+    // A mesh handed to an actor in another process, which calls it.
+    let remote_caller = callers.slice("hosts", 1)?.slice("gpus", 1)?;
+    let sum = bounded(remote_caller.sum_of(counters.clone()).call_one()).await?;
+    check(sum == 20, "the mesh was usable from the other process")?;
+
+    // The singleton is one actor, whoever asks.
+    let mine = get_or_spawn_controller::<Ledger>("ledger", ()).await?;
+    let theirs = bounded(callers.ledger().call()).await?;
+    for id in theirs.values() {
+        check(id == &mine.actor_id().to_string(), "same ledger everywhere")?;
+    }
+    check(
+        bounded(mine.touch().call()).await? == 5,
+        "four workers and us touched it",
+    )?;
+
+    bounded(procs.stop()).await;
+    Ok(())
+}
+
+async fn ordering_across_processes() -> Result<(), Failed> {
+    let (owner, _events) = recording_owner();
+    let procs = Host::owned_by(&owner)
+        .spawn_procs(shape! { procs = 3 })
+        .await?;
+    let counters = procs.spawn::<Counter>("counter", ()).await?;
+    let callers = procs.spawn::<Caller>("caller", ()).await?;
+    let target = counters.member(0)?.clone();
+    const N: u64 = 2000;
+
+    // Remote senders in two other processes, and local ones, all at once.
+    let remote = [1, 2].map(|rank| {
+        let caller = callers.member(rank).unwrap().clone();
+        let target = target.clone();
+        tokio::spawn(async move {
+            caller
+                .send_sequence(target, format!("remote{rank}"), N)
+                .call()
+                .await
+        })
+    });
+    let local: Vec<_> = (0..3)
+        .map(|i| {
+            let target = target.clone();
+            tokio::spawn(async move {
+                for seq in 0..N {
+                    target.record(format!("local{i}"), seq).send().unwrap();
+                    if seq % 100 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for handle in remote {
+        check(bounded(handle).await??, "remote sends accepted")?;
+    }
+    for handle in local {
+        bounded(handle).await?;
+    }
+    let seen = bounded(target.seen().call()).await?;
+    check(seen.len() == 5, "five senders")?;
+    for (sender, seqs) in &seen {
+        check(
+            seqs.iter().copied().eq(0..N),
+            &format!("{sender}'s messages arrived complete and in order"),
+        )?;
+    }
+    bounded(procs.stop()).await;
+    Ok(())
+}
+
+async fn large_bytes_argument() -> Result<(), Failed> {
+    let (owner, _events) = recording_owner();
+    let procs = Host::owned_by(&owner)
+        .spawn_procs(shape! { procs = 1 })
+        .await?;
+    let counters = procs.spawn::<Counter>("counter", ()).await?;
+    let data: Vec<u8> = (0..64 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let expected = data.iter().fold(0u8, |a, b| a.wrapping_add(*b));
+    let data = Bytes::from(data);
+    let (len, sum) = bounded(counters.size_of(data).call_one()).await?;
+    check(len == 64 << 20, "64 MiB arrived")?;
+    check(sum == expected, "intact")?;
+    bounded(procs.stop()).await;
+    Ok(())
+}
+
+async fn killed_worker_fails_calls_and_reports() -> Result<(), Failed> {
+    let (owner, mut events) = recording_owner();
+    let procs = Host::owned_by(&owner)
+        .spawn_procs(shape! { procs = 2 })
+        .await?;
+    let counters = procs.spawn::<Counter>("counter", ()).await?;
+    let victim = counters.member(1)?.clone();
+    let (_, pid) = bounded(victim.whoami().call()).await?;
+
+    let (started, mut begun) = open_port::<()>();
+    let pending = tokio::spawn({
+        let victim = victim.clone();
+        async move { victim.slow(started, 30_000).call().await }
+    });
+    bounded(begun.recv())
+        .await
+        .ok_or("the call never started")?;
+    signal(pid, "-KILL");
+
+    let failed = bounded(pending).await?;
+    match failed {
+        Err(CallError::Unreachable { actor, reason, .. }) => {
+            check(actor.proc_id().rank() == 1, "the error names rank 1")?;
+            check(reason.contains("exited"), "and says the process exited")?;
+        }
+        other => return Err(format!("expected Unreachable, got {other:?}").into()),
+    }
+    let event = bounded(events.recv()).await.ok_or("no event")?;
+    check(
+        event.actor == *victim.actor_id(),
+        "event for the killed actor",
+    )?;
+    check(matches!(event.failure, Failure::ProcLost(_)), "proc lost")?;
+    check(
+        matches!(
+            victim.get().call().await,
+            Err(CallError::Unreachable { .. })
+        ),
+        "later calls fail at once",
+    )?;
+    check(
+        victim.incr(1).send().is_err(),
+        "later sends are undeliverable",
+    )?;
+    check(
+        bounded(counters.member(0)?.get().call()).await? == 0,
+        "the rest of the mesh works",
+    )?;
+    bounded(procs.stop()).await;
+    Ok(())
+}
+
+async fn stopped_worker_is_noticed_by_heartbeat() -> Result<(), Failed> {
+    let (owner, mut events) = recording_owner();
+    let procs = Host::owned_by(&owner)
+        .spawn_procs(shape! { procs = 1 })
+        .await?;
+    let counters = procs.spawn::<Counter>("counter", ()).await?;
+    let (_, pid) = bounded(counters.whoami().call_one()).await?;
+    signal(pid, "-STOP");
+    let started = std::time::Instant::now();
+    let result = bounded(counters.get().call_one()).await;
+    let waited = started.elapsed();
+    check(
+        matches!(
+            result,
+            Err(MeshError::Member {
+                error: CallError::Unreachable { .. },
+                ..
+            })
+        ),
+        "the call fails as unreachable",
+    )?;
+    check(
+        waited < Duration::from_secs(10),
+        "within the heartbeat bound",
+    )?;
+    let event = bounded(events.recv()).await.ok_or("no event")?;
+    check(
+        event.to_string().contains("no heartbeat"),
+        "the event says why",
+    )?;
+    check(wait_gone(pid).await, "the hung worker is killed")?;
+    Ok(())
+}
+
+async fn supervision_event_from_a_remote_panic() -> Result<(), Failed> {
+    let (owner, mut events) = recording_owner();
+    let procs = Host::owned_by(&owner)
+        .spawn_procs(shape! { procs = 2 })
+        .await?;
+    let counters = procs.spawn::<Counter>("counter", ()).await?;
+    counters.slice("procs", 0)?.panic_now().broadcast()?;
+    let event = bounded(events.recv()).await.ok_or("no event")?;
+    check(event.actor.proc_id().rank() == 0, "rank 0 failed")?;
+    check(
+        event.to_string().contains("asked to panic"),
+        "the panic text travels",
+    )?;
+    check(
+        event.endpoint.as_deref() == Some("panic_now"),
+        "and the endpoint",
+    )?;
+    check(
+        matches!(
+            bounded(counters.member(0)?.get().call()).await,
+            Err(CallError::Undeliverable { .. })
+        ),
+        "the failed actor is gone",
+    )?;
+    check(
+        bounded(counters.member(1)?.get().call()).await? == 0,
+        "its sibling lives",
+    )?;
+    bounded(procs.stop()).await;
+    Ok(())
+}
+
+async fn intruders_and_garbage_are_refused() -> Result<(), Failed> {
+    let (owner, _events) = recording_owner();
+    let procs = Host::owned_by(&owner)
+        .spawn_procs(shape! { procs = 1 })
+        .await?;
+    let counters = procs.spawn::<Counter>("counter", ()).await?;
+    let addr = procs.addr(0).ok_or("no address")?.to_string();
+
+    // A separate process without the job credential.
+    let exe = std::env::current_exe()?;
+    let output = tokio::process::Command::new(exe)
+        .env("MESH_TEST_INTRUDE", &addr)
+        .output();
+    let output = bounded(output).await?;
+    let said = String::from_utf8_lossy(&output.stdout).to_string();
+    check(
+        said.contains("refused"),
+        &format!("intruder refused: {said}"),
+    )?;
+
+    // Garbage datagrams at the worker's port.
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    for size in [1usize, 17, 1200, 1500] {
+        let junk: Vec<u8> = (0..size).map(|i| (i * 31 % 256) as u8).collect();
+        socket.send_to(&junk, &addr).await?;
+    }
+    counters.incr(2).broadcast()?;
+    check(
+        bounded(counters.get().call_one()).await? == 2,
+        "the worker is alive and serving",
+    )?;
+    bounded(procs.stop()).await;
+    Ok(())
+}
+
+async fn controller_killed_takes_workers_along() -> Result<(), Failed> {
+    let exe = std::env::current_exe()?;
+    let mut controller = tokio::process::Command::new(exe)
+        .env("MESH_TEST_CONTROLLER", "1")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = controller.stdout.take().ok_or("no stdout")?;
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let mut pids = Vec::new();
+    while let Some(line) = bounded(lines.next_line()).await? {
+        if let Some(rest) = line.strip_prefix("worker pids: ") {
+            pids = rest
+                .split(',')
+                .map(|p| p.trim().parse::<u32>())
+                .collect::<Result<_, _>>()?;
+            break;
+        }
+    }
+    check(pids.len() == 2, "the controller reported its workers")?;
+    let controller_pid = controller.id().ok_or("no pid")?;
+    signal(controller_pid, "-KILL");
+    let _ = bounded(controller.wait()).await;
+    for pid in pids {
+        check(wait_gone(pid).await, "workers exit after their controller")?;
+    }
+    Ok(())
+}
+
+/// The controller for `controller_killed_takes_workers_along`: spawn two
+/// workers, print their pids, wait to be killed.
+fn run_controller() -> ! {
+    RUNTIME.block_on(async {
+        let (owner, _events) = recording_owner();
+        let procs = Host::owned_by(&owner)
+            .spawn_procs(shape! { procs = 2 })
+            .await
+            .expect("spawn procs");
+        let counters = procs.spawn::<Counter>("counter", ()).await.expect("spawn");
+        let who = counters.whoami().call().await.expect("whoami");
+        let pids: Vec<String> = who.values().iter().map(|(_, p)| p.to_string()).collect();
+        println!("worker pids: {}", pids.join(","));
+        tokio::time::sleep(LIMIT).await;
+    });
+    std::process::exit(0)
+}
+
+fn main() {
+    monarch::bootstrap();
+    if let Ok(addr) = std::env::var("MESH_TEST_INTRUDE") {
+        let result = RUNTIME.block_on(monarch::__private::probe_as_intruder(&addr));
+        match result {
+            Ok(()) => println!("accepted"),
+            Err(reason) => println!("refused: {reason}"),
+        }
+        std::process::exit(0);
+    }
+    if std::env::var("MESH_TEST_CONTROLLER").is_ok() {
+        run_controller();
+    }
+    // Quick heartbeats, so a hung worker is noticed within the test's patience.
+    std::env::set_var("MONARCH_HEARTBEAT_TIMEOUT_MS", "1500");
+
+    type Scenario =
+        fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Failed>>>>;
+    let scenarios: Vec<(&str, Scenario)> = vec![
+        ("every_adverb_on_a_2x2_mesh", || {
+            Box::pin(every_adverb_on_a_2x2_mesh())
+        }),
+        ("slices_and_refs_travel", || {
+            Box::pin(slices_and_refs_travel())
+        }),
+        ("ordering_across_processes", || {
+            Box::pin(ordering_across_processes())
+        }),
+        ("large_bytes_argument", || Box::pin(large_bytes_argument())),
+        ("killed_worker_fails_calls_and_reports", || {
+            Box::pin(killed_worker_fails_calls_and_reports())
+        }),
+        ("stopped_worker_is_noticed_by_heartbeat", || {
+            Box::pin(stopped_worker_is_noticed_by_heartbeat())
+        }),
+        ("supervision_event_from_a_remote_panic", || {
+            Box::pin(supervision_event_from_a_remote_panic())
+        }),
+        ("intruders_and_garbage_are_refused", || {
+            Box::pin(intruders_and_garbage_are_refused())
+        }),
+        ("controller_killed_takes_workers_along", || {
+            Box::pin(controller_killed_takes_workers_along())
+        }),
+    ];
+    let trials = scenarios
+        .into_iter()
+        .map(|(name, scenario)| Trial::test(name, move || RUNTIME.block_on(scenario())))
+        .collect();
+    libtest_mimic::run(&Arguments::from_args(), trials).exit();
+}
