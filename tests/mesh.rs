@@ -522,10 +522,11 @@ async fn intruders_and_garbage_are_refused() -> Result<(), Failed> {
     )?;
 
     // Garbage datagrams at the worker's port.
+    let socket_addr = addr.split('/').next().ok_or("no socket address")?;
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
     for size in [1usize, 17, 1200, 1500] {
         let junk: Vec<u8> = (0..size).map(|i| (i * 31 % 256) as u8).collect();
-        socket.send_to(&junk, &addr).await?;
+        socket.send_to(&junk, socket_addr).await?;
     }
     counters.incr(2).broadcast()?;
     check(

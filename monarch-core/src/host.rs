@@ -215,7 +215,8 @@ impl ProcMesh {
         self.inner.workers.iter().map(|w| &w.id)
     }
 
-    /// The address the proc at `rank` listens on.
+    /// The address the proc at `rank` listens on: `ip:port/incarnation`, where
+    /// the incarnation tells this process apart from later ones on the same port.
     pub fn addr(&self, rank: usize) -> Option<&str> {
         self.inner.workers.get(rank).map(|w| w.link.peer())
     }
@@ -338,6 +339,7 @@ impl ProcMesh {
             if let Some(exited) = exited {
                 let _ = exited.await;
             }
+            router.close_link(worker.link.peer(), "the proc was stopped");
         });
         futures::future::join_all(stops).await;
     }

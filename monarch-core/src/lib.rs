@@ -77,7 +77,7 @@ pub mod __private {
     pub use inventory;
     pub use serde;
 
-    pub use crate::net::probe_as_intruder;
+    pub use crate::net::{bare_quinn_transfer, probe_as_intruder};
     pub use crate::spawn::RemoteSpawn;
     pub use bytes::Bytes;
 

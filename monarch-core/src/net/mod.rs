@@ -1,12 +1,14 @@
 //! Transport between processes: frames, links, the job credential and the
 //! router that ties them to local actors.
 
+mod baseline;
 mod credential;
 mod frame;
 mod link;
 mod router;
 
 pub(crate) use credential::Credential;
+pub use baseline::bare_quinn_transfer;
 pub use credential::CredentialError;
 pub(crate) use frame::Header;
 pub(crate) use link::Link;

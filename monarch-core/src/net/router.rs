@@ -121,13 +121,13 @@ pub(crate) fn start_router(
             }
         })?;
     endpoint.set_default_client_config(credential.quic_client()?);
-    let addr = endpoint
+    let socket = endpoint
         .local_addr()
         .map_err(|source| TransportError::Bind {
             addr: config.bind,
             source,
-        })?
-        .to_string();
+        })?;
+    let addr = format!("{socket}/{:016x}", incarnation());
     let router = Arc::new(Router {
         credential,
         endpoint: endpoint.clone(),
@@ -256,9 +256,7 @@ impl Router {
         &self,
         addr: &str,
     ) -> Result<(quinn::SendStream, quinn::RecvStream, FrameDecoder), String> {
-        let socket: SocketAddr = addr
-            .parse()
-            .map_err(|e| format!("bad peer address {addr}: {e}"))?;
+        let socket = socket_of(addr)?;
         let connecting = self
             .endpoint
             .connect(socket, SERVER_NAME)
@@ -472,11 +470,33 @@ impl Inbound for Router {
     }
 }
 
+/// A number that tells this process apart from any other that listens, or
+/// will listen, on the same port: process addresses are `socket/incarnation`,
+/// so a link to a process that is gone is never mistaken for one to its
+/// successor on a reused port.
+fn incarnation() -> u64 {
+    use std::hash::BuildHasher;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    std::collections::hash_map::RandomState::new().hash_one((std::process::id(), nanos))
+}
+
+/// The socket address of a process address.
+fn socket_of(addr: &str) -> Result<SocketAddr, String> {
+    addr.split('/')
+        .next()
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e| format!("bad peer address {addr}: {e}"))
+}
+
 /// Tries to join the process listening at `addr` without the job credential,
 /// as an intruder would: connects with a certificate of its own and sends a
 /// hello. `Ok` means the peer answered, which it must never do.
 pub async fn probe_as_intruder(addr: &str) -> Result<(), String> {
-    let socket: SocketAddr = addr.parse().map_err(|e| format!("bad address: {e}"))?;
+    let socket = socket_of(addr)?;
     let config = super::credential::intruder_client().map_err(|e| e.to_string())?;
     let endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))
         .map_err(|e| e.to_string())?;

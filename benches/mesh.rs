@@ -1,0 +1,314 @@
+//! Actors in other processes: round trips, throughput, mesh calls, large
+//! arguments and mesh startup, each next to its limit or target in the same
+//! run. The binary re-executes itself as the workers, so `main` calls
+//! `monarch::bootstrap()` before criterion starts.
+//!
+//! `cargo bench --bench mesh -- --warm-up-time 1 --measurement-time 5 --noplot`
+//! prints criterion's figures, then a table of rates and ratios.
+
+use std::net::UdpSocket;
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput};
+use monarch::prelude::*;
+
+/// Counts, echoes and swallows what it is sent.
+#[derive(Default)]
+struct Echo {
+    count: u64,
+}
+
+#[actor]
+impl Echo {
+    #[endpoint]
+    async fn ping(&self) {}
+
+    #[endpoint]
+    async fn incr(&mut self) {
+        self.count += 1;
+    }
+
+    #[endpoint]
+    async fn count(&self) -> u64 {
+        self.count
+    }
+
+    #[endpoint]
+    async fn take(&self, data: Bytes) -> usize {
+        data.len()
+    }
+
+    /// Starts a bare UDP echo server in this process; returns its address.
+    #[endpoint]
+    async fn udp_echo(&self) -> Result<String, String> {
+        let socket = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let addr = socket.local_addr().map_err(|e| e.to_string())?.to_string();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            while let Ok((n, from)) = socket.recv_from(&mut buf) {
+                if socket.send_to(&buf[..n], from).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(addr)
+    }
+}
+
+const TELLS: u64 = 100_000;
+const BIG: usize = 64 << 20;
+
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+});
+
+struct Fixture {
+    _procs: ProcMesh,
+    one: ActorMesh<Echo>,
+    eight: ActorMesh<Echo>,
+    udp_peer: String,
+}
+
+async fn fixture() -> Fixture {
+    let host = this_host();
+    let procs = host.spawn_procs(shape! { procs = 8 }).await.expect("procs");
+    let eight = procs.spawn::<Echo>("echo", ()).await.expect("spawn");
+    let one = eight.slice("procs", 0..1).expect("slice");
+    let udp_peer = one.udp_echo().call_one().await.expect("udp");
+    Fixture {
+        _procs: procs,
+        one,
+        eight,
+        udp_peer,
+    }
+}
+
+fn ask(c: &mut Criterion, f: &Fixture) {
+    let mut group = c.benchmark_group("remote_ask");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(BenchmarkId::new("loopback", "udp_ping_pong"), |b| {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket.connect(&f.udp_peer).expect("connect");
+        let mut buf = [0u8; 64];
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                socket.send(b"ping").expect("send");
+                socket.recv(&mut buf).expect("recv");
+            }
+            start.elapsed()
+        })
+    });
+    let member = f.one.member(0).expect("member").clone();
+    group.bench_function(BenchmarkId::new("loopback", "monarch"), |b| {
+        b.iter_custom(|iters| {
+            RUNTIME.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    member.ping().call().await.expect("ping");
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.finish();
+}
+
+fn tell(c: &mut Criterion, f: &Fixture) {
+    let mut group = c.benchmark_group("remote_tell_100k");
+    group.sample_size(10).throughput(Throughput::Elements(TELLS));
+    let member = f.one.member(0).expect("member").clone();
+    group.bench_function(BenchmarkId::new("loopback", "monarch"), |b| {
+        b.iter_custom(|iters| {
+            RUNTIME.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let before = member.count().call().await.expect("count");
+                    for _ in 0..TELLS {
+                        member.incr().send().expect("tell");
+                    }
+                    let after = member.count().call().await.expect("count");
+                    assert_eq!(after - before, TELLS);
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.finish();
+}
+
+fn mesh_call(c: &mut Criterion, f: &Fixture) {
+    let mut group = c.benchmark_group("mesh_call");
+    group.throughput(Throughput::Elements(1));
+    let member = f.one.member(0).expect("member").clone();
+    group.bench_function(BenchmarkId::new("loopback", "ask_1"), |b| {
+        b.iter_custom(|iters| {
+            RUNTIME.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    member.ping().call().await.expect("ping");
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.bench_function(BenchmarkId::new("loopback", "call_8"), |b| {
+        b.iter_custom(|iters| {
+            RUNTIME.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    f.eight.ping().call().await.expect("call");
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.finish();
+}
+
+fn big(c: &mut Criterion, f: &Fixture) {
+    let mut group = c.benchmark_group("bytes_64MiB");
+    group.sample_size(10).throughput(Throughput::Bytes(BIG as u64));
+    let data = Bytes::from(vec![7u8; BIG]);
+    group.bench_function(BenchmarkId::new("loopback", "monarch"), |b| {
+        b.iter_custom(|iters| {
+            RUNTIME.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let n = f.one.take(data.clone()).call_one().await.expect("take");
+                    assert_eq!(n, BIG);
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.bench_function(BenchmarkId::new("loopback", "bare_quinn"), |b| {
+        b.iter_custom(|iters| {
+            RUNTIME.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    total += monarch::__private::bare_quinn_transfer(BIG)
+                        .await
+                        .expect("quinn");
+                }
+                total
+            })
+        })
+    });
+    group.finish();
+}
+
+fn startup(c: &mut Criterion) {
+    let mut group = c.benchmark_group("spawn_8_procs");
+    group.sample_size(10).throughput(Throughput::Elements(1));
+    group.bench_function(BenchmarkId::new("loopback", "monarch"), |b| {
+        b.iter_custom(|iters| {
+            RUNTIME.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let start = Instant::now();
+                    let procs = this_host()
+                        .spawn_procs(shape! { procs = 8 })
+                        .await
+                        .expect("procs");
+                    let echoes = procs.spawn::<Echo>("echo", ()).await.expect("spawn");
+                    echoes.ping().call().await.expect("ready");
+                    total += start.elapsed();
+                    procs.stop().await;
+                }
+                total
+            })
+        })
+    });
+    group.finish();
+}
+
+fn main() {
+    monarch::bootstrap();
+    let mut c = Criterion::default().configure_from_args();
+    let f = RUNTIME.block_on(fixture());
+    ask(&mut c, &f);
+    tell(&mut c, &f);
+    mesh_call(&mut c, &f);
+    big(&mut c, &f);
+    startup(&mut c);
+    c.final_summary();
+    report::print();
+}
+
+mod report {
+    //! Reads criterion's estimates back and prints rates and ratios.
+    use std::path::PathBuf;
+
+    fn mean_ns(group: &str, name: &str) -> Option<f64> {
+        let dir = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+        let path = dir
+            .join("criterion")
+            .join(group)
+            .join("loopback")
+            .join(name)
+            .join("new/estimates.json");
+        let text = std::fs::read_to_string(path).ok()?;
+        let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+        json["mean"]["point_estimate"].as_f64()
+    }
+
+    pub(super) fn print() {
+        let us = |group, name| mean_ns(group, name).map(|ns| ns / 1e3);
+        println!("\n{:<44} {:>14} {:>24}", "measure", "figure", "against");
+        if let (Some(m), Some(u)) = (
+            us("remote_ask", "monarch"),
+            us("remote_ask", "udp_ping_pong"),
+        ) {
+            row(
+                "ask round trip, other process",
+                format!("{m:.1} us"),
+                format!("{:.2}x UDP ({u:.1} us); target 1.5x", m / u),
+            );
+        }
+        if let Some(ns) = mean_ns("remote_tell_100k", "monarch") {
+            let rate = super::TELLS as f64 / (ns * 1e-9);
+            row(
+                "tell throughput, other process",
+                format!("{:.0} k msg/s", rate / 1e3),
+                format!("{:.2}x target 500 k", rate / 500e3),
+            );
+        }
+        if let (Some(call), Some(one)) = (us("mesh_call", "call_8"), us("mesh_call", "ask_1")) {
+            row(
+                "call() on 8 procs",
+                format!("{call:.1} us"),
+                format!("{:.2}x one ask ({one:.1} us); target 3x", call / one),
+            );
+        }
+        let gib = |ns: f64| super::BIG as f64 / (ns * 1e-9) / (1u64 << 30) as f64;
+        if let (Some(m), Some(q)) = (
+            mean_ns("bytes_64MiB", "monarch"),
+            mean_ns("bytes_64MiB", "bare_quinn"),
+        ) {
+            row(
+                "64 MiB Bytes argument, same host",
+                format!("{:.2} GiB/s", gib(m)),
+                format!("bare quinn {:.2} GiB/s; target 2", gib(q)),
+            );
+        }
+        if let Some(ns) = mean_ns("spawn_8_procs", "monarch") {
+            row(
+                "spawn 8 procs + actors, ready",
+                format!("{:.0} ms", ns / 1e6),
+                "target 300 ms".to_string(),
+            );
+        }
+    }
+
+    fn row(measure: &str, figure: String, against: String) {
+        println!("{measure:<44} {figure:>14} {against:>24}");
+    }
+}
