@@ -68,24 +68,47 @@ static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
 });
 
 struct Fixture {
-    _procs: ProcMesh,
+    _procs: [ProcMesh; 2],
+    /// One actor in another process, over the same-host path.
     one: ActorMesh<Echo>,
+    /// One actor in another process, over QUIC.
+    one_quic: ActorMesh<Echo>,
     eight: ActorMesh<Echo>,
     udp_peer: String,
 }
 
 async fn fixture() -> Fixture {
-    let host = this_host();
-    let procs = host.spawn_procs(shape! { procs = 8 }).await.expect("procs");
+    let procs = this_host()
+        .spawn_procs(shape! { procs = 8 })
+        .await
+        .expect("procs");
     let eight = procs.spawn::<Echo>("echo", ()).await.expect("spawn");
     let one = eight.slice("procs", 0..1).expect("slice");
+    let quic_procs = this_host()
+        .with_env("MONARCH_TRANSPORT", "quic")
+        .spawn_procs(shape! { procs = 1 })
+        .await
+        .expect("procs");
+    let one_quic = quic_procs.spawn::<Echo>("echo", ()).await.expect("spawn");
     let udp_peer = one.udp_echo().call_one().await.expect("udp");
     Fixture {
-        _procs: procs,
+        _procs: [procs, quic_procs],
         one,
+        one_quic,
         eight,
         udp_peer,
     }
+}
+
+/// The members measured over each path.
+fn paths(f: &Fixture) -> [(&'static str, ActorRef<Echo>); 2] {
+    [
+        ("monarch", f.one.member(0).expect("member").clone()),
+        (
+            "monarch_quic",
+            f.one_quic.member(0).expect("member").clone(),
+        ),
+    ]
 }
 
 fn ask(c: &mut Criterion, f: &Fixture) {
@@ -104,41 +127,45 @@ fn ask(c: &mut Criterion, f: &Fixture) {
             start.elapsed()
         })
     });
-    let member = f.one.member(0).expect("member").clone();
-    group.bench_function(BenchmarkId::new("loopback", "monarch"), |b| {
-        b.iter_custom(|iters| {
-            RUNTIME.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    member.ping().call().await.expect("ping");
-                }
-                start.elapsed()
+    for (name, member) in paths(f) {
+        group.bench_function(BenchmarkId::new("loopback", name), |b| {
+            b.iter_custom(|iters| {
+                RUNTIME.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        member.ping().call().await.expect("ping");
+                    }
+                    start.elapsed()
+                })
             })
-        })
-    });
+        });
+    }
     group.finish();
 }
 
 fn tell(c: &mut Criterion, f: &Fixture) {
     let mut group = c.benchmark_group("remote_tell_100k");
-    group.sample_size(10).throughput(Throughput::Elements(TELLS));
-    let member = f.one.member(0).expect("member").clone();
-    group.bench_function(BenchmarkId::new("loopback", "monarch"), |b| {
-        b.iter_custom(|iters| {
-            RUNTIME.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let before = member.count().call().await.expect("count");
-                    for _ in 0..TELLS {
-                        member.incr().send().expect("tell");
+    group
+        .sample_size(10)
+        .throughput(Throughput::Elements(TELLS));
+    for (name, member) in paths(f) {
+        group.bench_function(BenchmarkId::new("loopback", name), |b| {
+            b.iter_custom(|iters| {
+                RUNTIME.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let before = member.count().call().await.expect("count");
+                        for _ in 0..TELLS {
+                            member.incr().send().expect("tell");
+                        }
+                        let after = member.count().call().await.expect("count");
+                        assert_eq!(after - before, TELLS);
                     }
-                    let after = member.count().call().await.expect("count");
-                    assert_eq!(after - before, TELLS);
-                }
-                start.elapsed()
+                    start.elapsed()
+                })
             })
-        })
-    });
+        });
+    }
     group.finish();
 }
 
@@ -173,20 +200,24 @@ fn mesh_call(c: &mut Criterion, f: &Fixture) {
 
 fn big(c: &mut Criterion, f: &Fixture) {
     let mut group = c.benchmark_group("bytes_64MiB");
-    group.sample_size(10).throughput(Throughput::Bytes(BIG as u64));
+    group
+        .sample_size(10)
+        .throughput(Throughput::Bytes(BIG as u64));
     let data = Bytes::from(vec![7u8; BIG]);
-    group.bench_function(BenchmarkId::new("loopback", "monarch"), |b| {
-        b.iter_custom(|iters| {
-            RUNTIME.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let n = f.one.take(data.clone()).call_one().await.expect("take");
-                    assert_eq!(n, BIG);
-                }
-                start.elapsed()
+    for (name, member) in paths(f) {
+        group.bench_function(BenchmarkId::new("loopback", name), |b| {
+            b.iter_custom(|iters| {
+                RUNTIME.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let n = member.take(data.clone()).call().await.expect("take");
+                        assert_eq!(n, BIG);
+                    }
+                    start.elapsed()
+                })
             })
-        })
-    });
+        });
+    }
     group.bench_function(BenchmarkId::new("loopback", "bare_quinn"), |b| {
         b.iter_custom(|iters| {
             RUNTIME.block_on(async {
@@ -262,24 +293,26 @@ mod report {
 
     pub(super) fn print() {
         let us = |group, name| mean_ns(group, name).map(|ns| ns / 1e3);
-        println!("\n{:<44} {:>14} {:>24}", "measure", "figure", "against");
-        if let (Some(m), Some(u)) = (
-            us("remote_ask", "monarch"),
-            us("remote_ask", "udp_ping_pong"),
-        ) {
-            row(
-                "ask round trip, other process",
-                format!("{m:.1} us"),
-                format!("{:.2}x UDP ({u:.1} us); target 1.5x", m / u),
-            );
+        println!("\n{:<48} {:>14}   {}", "measure", "figure", "against");
+        for (name, path) in [("monarch", "same-host"), ("monarch_quic", "QUIC")] {
+            if let (Some(m), Some(u)) = (us("remote_ask", name), us("remote_ask", "udp_ping_pong"))
+            {
+                row(
+                    &format!("ask round trip, other process, {path}"),
+                    format!("{m:.1} us"),
+                    format!("{:.2}x UDP ({u:.1} us); target 1.5x", m / u),
+                );
+            }
         }
-        if let Some(ns) = mean_ns("remote_tell_100k", "monarch") {
-            let rate = super::TELLS as f64 / (ns * 1e-9);
-            row(
-                "tell throughput, other process",
-                format!("{:.0} k msg/s", rate / 1e3),
-                format!("{:.2}x target 500 k", rate / 500e3),
-            );
+        for (name, path) in [("monarch", "same-host"), ("monarch_quic", "QUIC")] {
+            if let Some(ns) = mean_ns("remote_tell_100k", name) {
+                let rate = super::TELLS as f64 / (ns * 1e-9);
+                row(
+                    &format!("tell throughput, other process, {path}"),
+                    format!("{:.0} k msg/s", rate / 1e3),
+                    format!("{:.2}x target 500 k", rate / 500e3),
+                );
+            }
         }
         if let (Some(call), Some(one)) = (us("mesh_call", "call_8"), us("mesh_call", "ask_1")) {
             row(
@@ -289,14 +322,19 @@ mod report {
             );
         }
         let gib = |ns: f64| super::BIG as f64 / (ns * 1e-9) / (1u64 << 30) as f64;
-        if let (Some(m), Some(q)) = (
-            mean_ns("bytes_64MiB", "monarch"),
-            mean_ns("bytes_64MiB", "bare_quinn"),
-        ) {
+        let quinn = mean_ns("bytes_64MiB", "bare_quinn").map(gib);
+        if let Some(m) = mean_ns("bytes_64MiB", "monarch") {
             row(
-                "64 MiB Bytes argument, same host",
+                "64 MiB Bytes argument, same-host path",
                 format!("{:.2} GiB/s", gib(m)),
-                format!("bare quinn {:.2} GiB/s; target 2", gib(q)),
+                "target 2 GiB/s".to_string(),
+            );
+        }
+        if let (Some(m), Some(q)) = (mean_ns("bytes_64MiB", "monarch_quic"), quinn) {
+            row(
+                "64 MiB Bytes argument, QUIC",
+                format!("{:.2} GiB/s", gib(m)),
+                format!("bare quinn stream {q:.2} GiB/s ({:.2}x)", gib(m) / q),
             );
         }
         if let Some(ns) = mean_ns("spawn_8_procs", "monarch") {
@@ -309,6 +347,6 @@ mod report {
     }
 
     fn row(measure: &str, figure: String, against: String) {
-        println!("{measure:<44} {figure:>14} {against:>24}");
+        println!("{measure:<48} {figure:>14}   {against}");
     }
 }

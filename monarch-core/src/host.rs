@@ -27,6 +27,7 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone, Debug)]
 pub struct Host {
     owner: Proc,
+    env: Vec<(String, String)>,
 }
 
 /// The host this program runs on. Actor meshes spawned from procs it starts
@@ -34,6 +35,7 @@ pub struct Host {
 pub fn this_host() -> Host {
     Host {
         owner: this_proc().clone(),
+        env: Vec::new(),
     }
 }
 
@@ -44,7 +46,16 @@ impl Host {
     pub fn owned_by(owner: &Proc) -> Host {
         Host {
             owner: owner.clone(),
+            env: Vec::new(),
         }
+    }
+
+    /// The same host, with `key=value` set in the environment of the workers it
+    /// starts (`CUDA_VISIBLE_DEVICES`, say, or `MONARCH_TRANSPORT=quic` to keep
+    /// same-host links on QUIC).
+    pub fn with_env(mut self, key: &str, value: &str) -> Host {
+        self.env.push((key.to_string(), value.to_string()));
+        self
     }
 
     /// Starts one worker process per point of `shape`, each running this
@@ -73,6 +84,7 @@ impl Host {
             };
             hellos.push(router.expect_hello(proc_id.clone()));
             let mut child = Command::new(&program)
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .env(WORKER_ENV, config.encode())
                 .env("MONARCH_RANK", rank.to_string())
                 .env("MONARCH_SHAPE", shape.to_string())

@@ -58,6 +58,13 @@ impl Credential {
         })
     }
 
+    /// A key for proving, over a channel without TLS, that a peer holds this
+    /// credential: derived from the job certificate's private key.
+    pub(crate) fn proof_key(&self) -> ring::hmac::Key {
+        let secret = ring::digest::digest(&ring::digest::SHA256, &self.key);
+        ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_ref())
+    }
+
     fn provider() -> Arc<rustls::crypto::CryptoProvider> {
         Arc::new(rustls::crypto::ring::default_provider())
     }

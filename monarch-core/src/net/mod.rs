@@ -5,10 +5,11 @@ mod baseline;
 mod credential;
 mod frame;
 mod link;
+mod local;
 mod router;
 
-pub(crate) use credential::Credential;
 pub use baseline::bare_quinn_transfer;
+pub(crate) use credential::Credential;
 pub use credential::CredentialError;
 pub(crate) use frame::Header;
 pub(crate) use link::Link;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 
 use super::credential::{Credential, SERVER_NAME};
@@ -24,6 +24,9 @@ pub(crate) struct NetConfig {
     pub(crate) heartbeat: Heartbeat,
     pub(crate) max_frame: usize,
     pub(crate) bind: SocketAddr,
+    /// Whether links to processes on this host use the Unix socket path
+    /// (`MONARCH_TRANSPORT=quic` turns it off).
+    pub(crate) same_host: bool,
 }
 
 impl Default for NetConfig {
@@ -49,6 +52,7 @@ impl Default for NetConfig {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+            same_host: std::env::var("MONARCH_TRANSPORT").map_or(true, |t| t != "quic"),
         }
     }
 }
@@ -72,8 +76,16 @@ pub enum TransportError {
 /// Called with a supervision event for a remote actor this process owns.
 pub(crate) type SupervisionSink = Arc<dyn Fn(SupervisionEvent) + Send + Sync>;
 
+/// The two halves of a connected byte stream, whichever transport carries it.
+type Halves = (
+    Box<dyn AsyncWrite + Unpin + Send>,
+    Box<dyn AsyncRead + Unpin + Send>,
+    FrameDecoder,
+);
+
 pub(crate) struct Router {
     credential: Credential,
+    proof_key: ring::hmac::Key,
     endpoint: quinn::Endpoint,
     addr: String,
     identity: ProcId,
@@ -127,8 +139,21 @@ pub(crate) fn start_router(
             addr: config.bind,
             source,
         })?;
-    let addr = format!("{socket}/{:016x}", incarnation());
+    let incarnation = format!("{:016x}", incarnation());
+    let addr = format!("{socket}/{incarnation}");
+    let local = if config.same_host {
+        match super::local::listen(&incarnation) {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                tracing::info!(%error, "no same-host socket; using QUIC only");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let router = Arc::new(Router {
+        proof_key: credential.proof_key(),
         credential,
         endpoint: endpoint.clone(),
         addr,
@@ -144,6 +169,10 @@ pub(crate) fn start_router(
     let _ = ROUTER.set(Arc::clone(&router));
     let accepting = Arc::clone(&router);
     tokio::spawn(async move { accepting.accept_loop(endpoint).await });
+    if let Some(listener) = local {
+        let accepting = Arc::clone(&router);
+        tokio::spawn(async move { accepting.accept_local_loop(listener).await });
+    }
     tracing::debug!(addr = %router.addr, "router listening");
     Ok(ROUTER.get().expect("just set"))
 }
@@ -252,33 +281,55 @@ impl Router {
         Ok(id)
     }
 
-    async fn dial(
-        &self,
-        addr: &str,
-    ) -> Result<(quinn::SendStream, quinn::RecvStream, FrameDecoder), String> {
+    /// Connects to `addr`: through the same-host socket when the peer is on
+    /// this host and reachable there, else over QUIC.
+    async fn dial(&self, addr: &str) -> Result<Halves, String> {
         let socket = socket_of(addr)?;
-        let connecting = self
-            .endpoint
-            .connect(socket, SERVER_NAME)
-            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
         let handshake = async {
-            let connection = connecting
-                .await
-                .map_err(|e| format!("handshake with {addr} failed: {e}"))?;
-            let (mut send, mut recv) = connection
-                .open_bi()
-                .await
-                .map_err(|e| format!("cannot open a stream to {addr}: {e}"))?;
-            self.say_hello(&mut send).await?;
-            let (_, decoder) = self.read_hello(&mut recv).await?;
-            Ok((send, recv, decoder))
+            if self.config.same_host && socket.ip().is_loopback() {
+                if let Some(halves) = self.dial_local(addr).await? {
+                    return Ok(halves);
+                }
+            }
+            self.dial_quic(addr, socket).await
         };
         tokio::time::timeout(self.config.heartbeat.timeout * 4, handshake)
             .await
             .map_err(|_| format!("connecting to {addr} timed out"))?
     }
 
-    async fn say_hello(&self, send: &mut quinn::SendStream) -> Result<(), String> {
+    /// `Ok(None)` when the peer has no same-host socket.
+    async fn dial_local(&self, addr: &str) -> Result<Option<Halves>, String> {
+        let incarnation = addr.split('/').nth(1).unwrap_or_default();
+        let Ok(mut stream) = super::local::connect(incarnation).await else {
+            return Ok(None);
+        };
+        super::local::authenticate(&mut stream, &self.proof_key).await?;
+        let (recv, mut send) = stream.into_split();
+        self.say_hello(&mut send).await?;
+        let mut recv = Box::new(recv);
+        let (_, decoder) = self.read_hello(&mut recv).await?;
+        Ok(Some((Box::new(send), recv, decoder)))
+    }
+
+    async fn dial_quic(&self, addr: &str, socket: SocketAddr) -> Result<Halves, String> {
+        let connection = self
+            .endpoint
+            .connect(socket, SERVER_NAME)
+            .map_err(|e| format!("cannot connect to {addr}: {e}"))?
+            .await
+            .map_err(|e| format!("handshake with {addr} failed: {e}"))?;
+        let (mut send, recv) = connection
+            .open_bi()
+            .await
+            .map_err(|e| format!("cannot open a stream to {addr}: {e}"))?;
+        self.say_hello(&mut send).await?;
+        let mut recv = Box::new(recv);
+        let (_, decoder) = self.read_hello(&mut recv).await?;
+        Ok((Box::new(send), recv, decoder))
+    }
+
+    async fn say_hello(&self, send: &mut (impl AsyncWrite + Unpin)) -> Result<(), String> {
         let mut hello = BytesMut::new();
         encode_prefix(
             &Header::Hello {
@@ -290,12 +341,15 @@ impl Router {
         );
         send.write_all(&hello)
             .await
+            .map_err(|e| format!("cannot send hello: {e}"))?;
+        send.flush()
+            .await
             .map_err(|e| format!("cannot send hello: {e}"))
     }
 
     async fn read_hello(
         &self,
-        recv: &mut quinn::RecvStream,
+        recv: &mut (impl AsyncRead + Unpin),
     ) -> Result<((ProcId, String), FrameDecoder), String> {
         let mut decoder = FrameDecoder::new(self.config.max_frame);
         loop {
@@ -336,18 +390,65 @@ impl Router {
             let connection = incoming
                 .await
                 .map_err(|e| format!("handshake from {remote} failed: {e}"))?;
-            let (mut send, mut recv) = connection
+            let (mut send, recv) = connection
                 .accept_bi()
                 .await
                 .map_err(|e| format!("no stream from {remote}: {e}"))?;
+            let mut recv = Box::new(recv);
             let (peer, decoder) = self.read_hello(&mut recv).await?;
             self.say_hello(&mut send).await?;
-            Ok::<_, String>((send, recv, decoder, peer))
+            let halves: Halves = (Box::new(send), recv, decoder);
+            Ok::<_, String>((halves, peer))
         };
-        let (send, recv, decoder, (proc, addr)) =
-            tokio::time::timeout(self.config.heartbeat.timeout * 4, handshake)
-                .await
-                .map_err(|_| format!("handshake from {remote} timed out"))??;
+        let (halves, peer) = tokio::time::timeout(self.config.heartbeat.timeout * 4, handshake)
+            .await
+            .map_err(|_| format!("handshake from {remote} timed out"))??;
+        self.serve_accepted(halves, peer).await;
+        Ok(())
+    }
+
+    async fn accept_local_loop(self: Arc<Self>, listener: tokio::net::UnixListener) {
+        loop {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "same-host accept failed");
+                    continue;
+                }
+            };
+            let router = Arc::clone(&self);
+            tokio::spawn(async move {
+                if let Err(reason) = router.accept_local(stream).await {
+                    tracing::warn!(%reason, "refused a same-host connection");
+                }
+            });
+        }
+    }
+
+    async fn accept_local(
+        self: &Arc<Self>,
+        mut stream: tokio::net::UnixStream,
+    ) -> Result<(), String> {
+        let handshake = async {
+            super::local::authenticate(&mut stream, &self.proof_key).await?;
+            let (recv, mut send) = stream.into_split();
+            let mut recv = Box::new(recv);
+            let (peer, decoder) = self.read_hello(&mut recv).await?;
+            self.say_hello(&mut send).await?;
+            let halves: Halves = (Box::new(send), recv, decoder);
+            Ok::<_, String>((halves, peer))
+        };
+        let (halves, peer) = tokio::time::timeout(self.config.heartbeat.timeout * 4, handshake)
+            .await
+            .map_err(|_| "same-host handshake timed out".to_string())??;
+        self.serve_accepted(halves, peer).await;
+        Ok(())
+    }
+
+    /// Registers an accepted, introduced connection as the link to its peer
+    /// (unless one is already open) and runs it.
+    async fn serve_accepted(self: &Arc<Self>, halves: Halves, (proc, addr): (ProcId, String)) {
+        let (send, recv, decoder) = halves;
         let (link, queue) = Link::new(addr.clone());
         {
             let mut links = lock(&self.links);
@@ -362,7 +463,6 @@ impl Router {
         let inbound: Arc<dyn Inbound> = self.clone();
         link.run(recv, send, decoder, queue, self.config.heartbeat, inbound)
             .await;
-        Ok(())
     }
 
     fn supervision(&self, event: SupervisionEvent) {
@@ -493,9 +593,33 @@ fn socket_of(addr: &str) -> Result<SocketAddr, String> {
 }
 
 /// Tries to join the process listening at `addr` without the job credential,
-/// as an intruder would: connects with a certificate of its own and sends a
-/// hello. `Ok` means the peer answered, which it must never do.
+/// as an intruder would, on both paths: over QUIC with a certificate of its
+/// own, and through the same-host socket with a key of its own. `Ok` means the
+/// peer let it in on either, which it must never do; the error says how each
+/// attempt was refused.
 pub async fn probe_as_intruder(addr: &str) -> Result<(), String> {
+    let quic = probe_quic(addr).await;
+    let local = probe_local(addr).await;
+    match (quic, local) {
+        (Err(q), Err(l)) => Err(format!("QUIC: {q}; same-host: {l}")),
+        _ => Ok(()),
+    }
+}
+
+async fn probe_local(addr: &str) -> Result<(), String> {
+    let incarnation = addr.split('/').nth(1).unwrap_or_default();
+    let mut stream = super::local::connect(incarnation)
+        .await
+        .map_err(|e| format!("no same-host socket ({e})"))?;
+    let own = Credential::mint().map_err(|e| e.to_string())?.proof_key();
+    let attempt = super::local::authenticate(&mut stream, &own);
+    tokio::time::timeout(Duration::from_secs(10), attempt)
+        .await
+        .unwrap_or_else(|_| Err("no answer".to_string()))
+        .map_err(|e| format!("refused: {e}"))
+}
+
+async fn probe_quic(addr: &str) -> Result<(), String> {
     let socket = socket_of(addr)?;
     let config = super::credential::intruder_client().map_err(|e| e.to_string())?;
     let endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))
