@@ -293,7 +293,7 @@ mod report {
 
     pub(super) fn print() {
         let us = |group, name| mean_ns(group, name).map(|ns| ns / 1e3);
-        println!("\n{:<48} {:>14}   {}", "measure", "figure", "against");
+        println!("\n{:<48} {:>14}   against", "measure", "figure");
         for (name, path) in [("monarch", "same-host"), ("monarch_quic", "QUIC")] {
             if let (Some(m), Some(u)) = (us("remote_ask", name), us("remote_ask", "udp_ping_pong"))
             {
