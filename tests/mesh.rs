@@ -107,6 +107,12 @@ impl Caller {
             && target.get().call().await.is_ok()
     }
 
+    /// Passes `port` on to `target`, which streams `0..n` to it.
+    #[endpoint]
+    async fn relay(&self, target: ActorRef<Counter>, n: u64, port: Port<u64>) -> bool {
+        target.count_to(n, port).send().is_ok()
+    }
+
     /// The id of the job's ledger singleton, as seen from here.
     #[endpoint]
     async fn ledger(&self) -> Result<String, String> {
@@ -300,6 +306,20 @@ async fn slices_and_refs_travel() -> Result<(), Failed> {
     let remote_caller = callers.slice("hosts", 1)?.slice("gpus", 1)?;
     let sum = bounded(remote_caller.sum_of(counters.clone()).call_one()).await?;
     check(sum == 20, "the mesh was usable from the other process")?;
+
+    // A port passed on from one worker to another: values go straight to us,
+    // and the stream ends once both have dropped their copies.
+    let (port, receiver) = open_port::<u64>();
+    let relayed = callers
+        .member(1)?
+        .relay(counters.member(2)?.clone(), 100, port)
+        .call();
+    check(bounded(relayed).await?, "relayed")?;
+    let streamed: Vec<u64> = bounded(receiver.collect()).await;
+    check(
+        streamed.iter().copied().eq(0..100),
+        "a relayed port streams back in order and closes",
+    )?;
 
     // The singleton is one actor, whoever asks.
     let mine = get_or_spawn_controller::<Ledger>("ledger", ()).await?;

@@ -649,14 +649,22 @@ impl<T: fmt::Display> fmt::Display for ValueMesh<T> {
                     .unwrap_or(0)
             })
             .collect();
+        // Every column but the last is padded to its width.
+        let cell = |f: &mut fmt::Formatter<'_>, text: &str, col: usize| {
+            if col + 1 == across {
+                write!(f, "  {text}")
+            } else {
+                write!(f, "  {text:<width$}", width = widths[col])
+            }
+        };
         write!(f, "{:label_width$}", "")?;
-        for (header, width) in headers.iter().zip(&widths) {
-            write!(f, "  {header:<width$}")?;
+        for (col, header) in headers.iter().enumerate() {
+            cell(f, header, col)?;
         }
         for (row, label) in labels.iter().enumerate() {
             write!(f, "\n{label:label_width$}")?;
-            for (col, width) in widths.iter().enumerate() {
-                write!(f, "  {:<width$}", cells[row * across + col])?;
+            for col in 0..across {
+                cell(f, &cells[row * across + col], col)?;
             }
         }
         Ok(())
@@ -675,13 +683,13 @@ mod tests {
         };
         assert_eq!(
             mesh.to_string(),
-            "           gpus=0  gpus=1  gpus=2\n{hosts=0}  1       2       3     \n{hosts=1}  40      50      600   "
+            "           gpus=0  gpus=1  gpus=2\n{hosts=0}  1       2       3\n{hosts=1}  40      50      600"
         );
         assert_eq!(*mesh.at(&[1, 2]).unwrap(), 600);
         let line = ValueMesh {
             shape: crate::shape! { gpus = 2 },
             values: vec!["a", "b"],
         };
-        assert_eq!(line.to_string(), "    gpus=0  gpus=1\n{}  a       b     ");
+        assert_eq!(line.to_string(), "    gpus=0  gpus=1\n{}  a       b");
     }
 }

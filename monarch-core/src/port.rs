@@ -15,11 +15,13 @@ use std::task::{Context as TaskContext, Poll};
 
 use futures::Stream;
 use std::cell::RefCell;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::net::{Header, Link};
 use crate::{registry, ActorId, CallError};
 
 /// Where an endpoint's reply goes, if anyone awaits it. Generated messages carry
@@ -161,12 +163,26 @@ impl<T> fmt::Debug for ReplyPort<T> {
 /// ```
 pub fn open_port<T: Send + 'static>() -> (Port<T>, PortReceiver<T>) {
     let (sender, receiver) = mpsc::unbounded_channel();
-    (Port { sender }, PortReceiver { receiver })
+    (
+        Port {
+            sender,
+            origin: None,
+        },
+        PortReceiver { receiver },
+    )
 }
 
 /// The sending end of a stream of values. Clone it to send from several places.
 pub struct Port<T> {
     sender: mpsc::UnboundedSender<T>,
+    /// For a port whose receiver is in another process: where its values go.
+    origin: Option<Arc<Origin>>,
+}
+
+/// The process and port id a forwarded port's values travel to.
+struct Origin {
+    link: Arc<Link>,
+    id: u64,
 }
 
 /// The receiver of a [`Port`] was dropped.
@@ -190,6 +206,7 @@ impl<T> Clone for Port<T> {
     fn clone(&self) -> Self {
         Port {
             sender: self.sender.clone(),
+            origin: self.origin.clone(),
         }
     }
 }
@@ -235,20 +252,30 @@ struct PortWire {
     id: u64,
 }
 
+/// A message being encoded for other processes.
+struct WireScope {
+    /// The recipients' addresses, one per recipient.
+    peers: Vec<String>,
+    /// The ports leased to them so far.
+    leases: Vec<u64>,
+}
+
 thread_local! {
-    /// While a message is encoded for other processes: their addresses (one per
-    /// recipient) and the ports leased to them so far.
-    static WIRE_SCOPE: RefCell<Option<Vec<u64>>> = const { RefCell::new(None) };
+    static WIRE_SCOPE: RefCell<Option<WireScope>> = const { RefCell::new(None) };
 }
 
 /// Runs `encode` (a message's serialisation) for delivery to `peers`, one entry
 /// per recipient: every port it serialises stays open until each recipient has
 /// dropped its copy or been lost.
 pub(crate) fn with_wire_peers<R>(peers: &[&str], encode: impl FnOnce() -> R) -> R {
-    let outer = WIRE_SCOPE.with(|scope| scope.borrow_mut().replace(Vec::new()));
+    let scope = WireScope {
+        peers: peers.iter().map(|p| p.to_string()).collect(),
+        leases: Vec::new(),
+    };
+    let outer = WIRE_SCOPE.with(|s| s.borrow_mut().replace(scope));
     let result = encode();
-    let leases = WIRE_SCOPE.with(|scope| std::mem::replace(&mut *scope.borrow_mut(), outer));
-    for lease in leases.unwrap_or_default() {
+    let scope = WIRE_SCOPE.with(|s| std::mem::replace(&mut *s.borrow_mut(), outer));
+    for lease in scope.map(|s| s.leases).unwrap_or_default() {
         for peer in peers {
             registry::add_port_holder(lease, peer);
         }
@@ -259,10 +286,35 @@ pub(crate) fn with_wire_peers<R>(peers: &[&str], encode: impl FnOnce() -> R) -> 
 
 impl<T: Serialize + DeserializeOwned + Send + 'static> Serialize for Port<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // A port forwarded from another process travels as that process's
+        // port: recipients send to it directly, and its owner counts them.
+        if let Some(origin) = &self.origin {
+            let forwarded = WIRE_SCOPE.with(|scope| {
+                let scope = scope.borrow();
+                let scope = scope.as_ref()?;
+                for peer in &scope.peers {
+                    if peer != origin.link.peer() {
+                        let hold = Header::PortHold {
+                            port: origin.id,
+                            holder: peer.clone(),
+                        };
+                        origin.link.send(hold, bytes::Bytes::new());
+                    }
+                }
+                Some(())
+            });
+            if forwarded.is_some() {
+                let wire = PortWire {
+                    addr: Some(origin.link.peer().to_string()),
+                    id: origin.id,
+                };
+                return wire.serialize(serializer);
+            }
+        }
         let leased = WIRE_SCOPE.with(|scope| {
-            scope.borrow_mut().as_mut().map(|leases| {
+            scope.borrow_mut().as_mut().map(|scope| {
                 let id = registry::lease_port(self.sender.clone());
-                leases.push(id);
+                scope.leases.push(id);
                 id
             })
         });
@@ -289,10 +341,14 @@ impl<'de, T: Serialize + DeserializeOwned + Send + 'static> Deserialize<'de> for
             }
         }
         match registry::lookup_port::<T>(id) {
-            Some(sender) => Ok(Port { sender }),
+            Some(sender) => Ok(Port {
+                sender,
+                origin: None,
+            }),
             // The receiver is gone: a port that is closed from the start.
             None => Ok(Port {
                 sender: mpsc::unbounded_channel().0,
+                origin: None,
             }),
         }
     }
@@ -307,6 +363,10 @@ fn forward_to<T: Serialize + Send + 'static>(
 ) -> Port<T> {
     let (sender, mut receiver) = mpsc::unbounded_channel::<T>();
     let link = router.link(addr);
+    let origin = Arc::new(Origin {
+        link: Arc::clone(&link),
+        id,
+    });
     tokio::spawn(async move {
         while let Some(value) = receiver.recv().await {
             match crate::remote::encode(&value) {
@@ -323,7 +383,10 @@ fn forward_to<T: Serialize + Send + 'static>(
             bytes::Bytes::new(),
         );
     });
-    Port { sender }
+    Port {
+        sender,
+        origin: Some(origin),
+    }
 }
 
 impl<T: Send + 'static> Serialize for ReplyPort<T> {

@@ -116,7 +116,10 @@ struct PortEntry {
     alive: Box<dyn Fn() -> bool + Send + Sync>,
     sender: Box<dyn Any + Send + Sync>,
     deliver: Option<Box<dyn Fn(Bytes) + Send + Sync>>,
-    holders: HashMap<String, usize>,
+    /// Copies held per process. A release may overtake the news of a copy
+    /// passed on (they travel on different links), so counts may dip below
+    /// zero for a while; the lease ends when every count is back to zero.
+    holders: HashMap<String, i64>,
     strong: Option<Box<dyn Any + Send + Sync>>,
 }
 
@@ -169,8 +172,16 @@ pub(crate) fn lease_port<T: DeserializeOwned + Send + 'static>(
 
 /// Counts one more copy of leased port `id` held by the process at `peer`.
 pub(crate) fn add_port_holder(id: u64, peer: &str) {
-    if let Some(entry) = lock(&PORTS).get_mut(&id) {
-        *entry.holders.entry(peer.to_string()).or_default() += 1;
+    let mut ports = lock(&PORTS);
+    if let Some(entry) = ports.get_mut(&id) {
+        let count = entry.holders.entry(peer.to_string()).or_default();
+        *count += 1;
+        if *count == 0 {
+            entry.holders.remove(peer);
+        }
+        if entry.holders.is_empty() && entry.deliver.is_some() && entry.strong.is_none() {
+            ports.remove(&id);
+        }
     }
 }
 
@@ -204,11 +215,10 @@ pub(crate) fn deliver_port(id: u64, value: Bytes) {
 pub(crate) fn release_port(id: u64, peer: &str) {
     let mut ports = lock(&PORTS);
     if let Some(entry) = ports.get_mut(&id) {
-        if let Some(count) = entry.holders.get_mut(peer) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                entry.holders.remove(peer);
-            }
+        let count = entry.holders.entry(peer.to_string()).or_default();
+        *count -= 1;
+        if *count == 0 {
+            entry.holders.remove(peer);
         }
         if entry.holders.is_empty() {
             ports.remove(&id);

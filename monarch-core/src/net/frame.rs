@@ -45,6 +45,9 @@ pub(crate) enum Header {
     PortValue { port: u64 },
     /// The sender holds no more clones of this port.
     PortDropped { port: u64 },
+    /// The sender passed its copy of this port on to the process at `holder`,
+    /// which will send to it directly.
+    PortHold { port: u64, holder: String },
     /// Spawn an actor of a registered type; the body holds its parameters. The
     /// reply's body is the new actor's id.
     Spawn {

@@ -494,6 +494,7 @@ impl Inbound for Router {
             }
             Header::PortValue { port } => registry::deliver_port(port, body),
             Header::PortDropped { port } => registry::release_port(port, link.peer()),
+            Header::PortHold { port, holder } => registry::add_port_holder(port, &holder),
             Header::Spawn {
                 type_key,
                 name,
