@@ -68,11 +68,13 @@ static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
 });
 
 struct Fixture {
-    _procs: [ProcMesh; 2],
+    _procs: [ProcMesh; 3],
     /// One actor in another process, over the same-host path.
     one: ActorMesh<Echo>,
     /// One actor in another process, over QUIC.
     one_quic: ActorMesh<Echo>,
+    /// One actor in a worker with a one-thread runtime, same-host path.
+    one_thread: ActorMesh<Echo>,
     eight: ActorMesh<Echo>,
     udp_peer: String,
 }
@@ -90,23 +92,34 @@ async fn fixture() -> Fixture {
         .await
         .expect("procs");
     let one_quic = quic_procs.spawn::<Echo>("echo", ()).await.expect("spawn");
+    let thread_procs = this_host()
+        .with_env("MONARCH_WORKER_THREADS", "1")
+        .spawn_procs(shape! { procs = 1 })
+        .await
+        .expect("procs");
+    let one_thread = thread_procs.spawn::<Echo>("echo", ()).await.expect("spawn");
     let udp_peer = one.udp_echo().call_one().await.expect("udp");
     Fixture {
-        _procs: [procs, quic_procs],
+        _procs: [procs, quic_procs, thread_procs],
         one,
         one_quic,
+        one_thread,
         eight,
         udp_peer,
     }
 }
 
 /// The members measured over each path.
-fn paths(f: &Fixture) -> [(&'static str, ActorRef<Echo>); 2] {
+fn paths(f: &Fixture) -> [(&'static str, ActorRef<Echo>); 3] {
     [
         ("monarch", f.one.member(0).expect("member").clone()),
         (
             "monarch_quic",
             f.one_quic.member(0).expect("member").clone(),
+        ),
+        (
+            "monarch_1thread",
+            f.one_thread.member(0).expect("member").clone(),
         ),
     ]
 }
@@ -294,7 +307,12 @@ mod report {
     pub(super) fn print() {
         let us = |group, name| mean_ns(group, name).map(|ns| ns / 1e3);
         println!("\n{:<48} {:>14}   against", "measure", "figure");
-        for (name, path) in [("monarch", "same-host"), ("monarch_quic", "QUIC")] {
+        const PATHS: [(&str, &str); 3] = [
+            ("monarch", "same-host"),
+            ("monarch_quic", "QUIC"),
+            ("monarch_1thread", "same-host, 1-thread worker"),
+        ];
+        for (name, path) in PATHS {
             if let (Some(m), Some(u)) = (us("remote_ask", name), us("remote_ask", "udp_ping_pong"))
             {
                 row(
@@ -304,7 +322,7 @@ mod report {
                 );
             }
         }
-        for (name, path) in [("monarch", "same-host"), ("monarch_quic", "QUIC")] {
+        for (name, path) in PATHS {
             if let Some(ns) = mean_ns("remote_tell_100k", name) {
                 let rate = super::TELLS as f64 / (ns * 1e-9);
                 row(
@@ -326,6 +344,13 @@ mod report {
         if let Some(m) = mean_ns("bytes_64MiB", "monarch") {
             row(
                 "64 MiB Bytes argument, same-host path",
+                format!("{:.2} GiB/s", gib(m)),
+                "target 2 GiB/s".to_string(),
+            );
+        }
+        if let Some(m) = mean_ns("bytes_64MiB", "monarch_1thread") {
+            row(
+                "64 MiB Bytes argument, same-host, 1-thread worker",
                 format!("{:.2} GiB/s", gib(m)),
                 "target 2 GiB/s".to_string(),
             );

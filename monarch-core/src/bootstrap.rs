@@ -65,10 +65,23 @@ pub fn bootstrap() {
     let Some(config) = worker_config() else {
         return;
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // MONARCH_WORKER_THREADS: 0 for a current-thread runtime, n for n worker
+    // threads; unset, tokio's default (one per core). Fewer threads cut
+    // cross-process latency (fewer thread wake-ups per message) but let an
+    // actor that blocks its thread stall the heartbeats too.
+    let threads: Option<usize> = std::env::var("MONARCH_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let mut builder = match threads {
+        Some(0) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("monarch worker: cannot start a runtime: {error}");

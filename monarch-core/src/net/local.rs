@@ -58,6 +58,16 @@ fn abstract_addr(_incarnation: &str) -> io::Result<std::os::unix::net::SocketAdd
     ))
 }
 
+/// Asks for large socket buffers, so bulk transfers move in few large steps
+/// rather than many wake-ups of both processes. The kernel caps the request
+/// (`net.core.wmem_max`, `rmem_max`); a refusal only costs speed.
+pub(crate) fn widen_buffers(stream: &UnixStream) {
+    const BUFFER: usize = 4 << 20;
+    let socket = socket2::SockRef::from(stream);
+    let _ = socket.set_send_buffer_size(BUFFER);
+    let _ = socket.set_recv_buffer_size(BUFFER);
+}
+
 /// Proves to the peer that this side holds `key`'s credential and checks that
 /// the peer does too.
 pub(crate) async fn authenticate(stream: &mut UnixStream, key: &hmac::Key) -> Result<(), String> {

@@ -304,6 +304,7 @@ impl Router {
         let Ok(mut stream) = super::local::connect(incarnation).await else {
             return Ok(None);
         };
+        super::local::widen_buffers(&stream);
         super::local::authenticate(&mut stream, &self.proof_key).await?;
         let (recv, mut send) = stream.into_split();
         self.say_hello(&mut send).await?;
@@ -429,6 +430,7 @@ impl Router {
         self: &Arc<Self>,
         mut stream: tokio::net::UnixStream,
     ) -> Result<(), String> {
+        super::local::widen_buffers(&stream);
         let handshake = async {
             super::local::authenticate(&mut stream, &self.proof_key).await?;
             let (recv, mut send) = stream.into_split();
