@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use crate::reference::RefCore;
-use crate::remote::{RemoteError, ReplySink, WireMessage};
+use crate::remote::{Payload, RemoteError, ReplySink, WireMessage};
 use crate::supervision::{StopReason, SupervisionEvent};
 use crate::ActorId;
 use crate::{ActorError, CallError, Context};
@@ -87,10 +87,10 @@ pub trait Actor: Sized + Send + 'static {
     #[doc(hidden)]
     fn from_wire(
         endpoint: &str,
-        args: &[u8],
+        payload: Payload,
         reply: &mut Option<ReplySink>,
     ) -> Result<Self::Message, RemoteError> {
-        let _ = (endpoint, args, reply);
+        let _ = (endpoint, payload, reply);
         Err(not_remote::<Self>())
     }
 

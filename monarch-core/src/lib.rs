@@ -52,7 +52,7 @@ pub use net::{CredentialError, TransportError};
 pub use port::{open_port, Port, PortClosed, PortReceiver, Reply, ReplyPort, ReplySlot};
 pub use proc::{this_proc, Proc};
 pub use reference::{ActorRef, Call, RefCore, DEFAULT_CALL_TIMEOUT};
-pub use remote::{RemoteError, ReplySink, WireMessage};
+pub use remote::{Payload, RemoteError, ReplySink, WireMessage};
 pub use shape::{Point, Shape, ShapeError, SliceArg};
 pub use supervision::{exit_on_fault, Failure, FaultHook, StopReason, SupervisionEvent};
 
@@ -111,6 +111,7 @@ pub mod __private {
             actor: &crate::ActorId,
             endpoint: &'static str,
             args: &Args,
+            segments: Vec<Bytes>,
             reply: ReplySlot<T>,
         ) -> Result<crate::WireMessage, crate::RemoteError>;
         /// See [`crate::remote::inbound`].
@@ -133,9 +134,10 @@ pub mod __private {
             actor: &crate::ActorId,
             endpoint: &'static str,
             args: &Args,
+            segments: Vec<Bytes>,
             reply: ReplySlot<T>,
         ) -> Result<crate::WireMessage, crate::RemoteError> {
-            crate::remote::outbound(actor, endpoint, args, reply)
+            crate::remote::outbound(actor, endpoint, args, segments, reply)
         }
 
         fn inbound(
@@ -160,6 +162,7 @@ pub mod __private {
             actor: &crate::ActorId,
             endpoint: &'static str,
             args: &Args,
+            segments: Vec<Bytes>,
             reply: ReplySlot<T>,
         ) -> Result<crate::WireMessage, crate::RemoteError>;
         /// Refuses.
@@ -178,6 +181,7 @@ pub mod __private {
             _: &crate::ActorId,
             _: &'static str,
             _: &Args,
+            _: Vec<Bytes>,
             _: ReplySlot<T>,
         ) -> Result<crate::WireMessage, crate::RemoteError> {
             Err(not_serde())

@@ -25,13 +25,12 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::Stream;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::sync::mpsc;
 
-use crate::remote::{decode, RemoteError, ReplySink};
+use crate::remote::{decode, Payload, RemoteError, ReplySink};
 use crate::shape::{Point, Shape, ShapeError, SliceArg};
 use crate::{Actor, ActorRef, CallError, SendError, DEFAULT_CALL_TIMEOUT};
 
@@ -157,7 +156,7 @@ impl<A: Actor> MeshCore<A> {
     /// the arguments. This is what generated mesh methods return.
     pub fn call<T, F>(&self, endpoint: &'static str, args: F) -> MeshCall<'_, A, T, F>
     where
-        F: Fn() -> Result<Bytes, RemoteError>,
+        F: Fn() -> Result<Payload, RemoteError>,
     {
         MeshCall {
             mesh: self,
@@ -288,7 +287,7 @@ impl<'a, A, T, F> MeshCall<'a, A, T, F>
 where
     A: Actor,
     T: DeserializeOwned + Send + 'static,
-    F: Fn() -> Result<Bytes, RemoteError>,
+    F: Fn() -> Result<Payload, RemoteError>,
 {
     /// How long to wait for replies (default [`DEFAULT_CALL_TIMEOUT`]).
     pub fn timeout(mut self, timeout: Duration) -> Self {
@@ -447,7 +446,7 @@ where
 
     /// Encodes the arguments once for `members`, leasing any ports in them to
     /// each remote member.
-    fn encode(&self, members: &[(usize, &ActorRef<A>)]) -> Result<Bytes, MeshError> {
+    fn encode(&self, members: &[(usize, &ActorRef<A>)]) -> Result<Payload, MeshError> {
         let peers: Vec<&str> = members
             .iter()
             .filter_map(|(_, m)| m.core().remote.as_ref().map(|r| r.link.peer()))

@@ -16,7 +16,7 @@ use crate::actor::{Actor, ActorClient};
 use crate::mailbox::{current_return_address, MailboxSender, Signal, StopKind};
 use crate::net::{Header, Link};
 use crate::port::{Reply, ReplySlot};
-use crate::remote::{ReplySink, WireMessage};
+use crate::remote::{Payload, ReplySink, WireMessage};
 use crate::{registry, ActorId, CallError, SendError};
 
 /// How long [`Call::call`] waits for a reply unless told otherwise.
@@ -260,13 +260,13 @@ impl<A: Actor> RefCore<A> {
     pub(crate) fn send_encoded(
         &self,
         endpoint: &str,
-        args: Bytes,
+        payload: Payload,
         reply: Option<ReplySink>,
     ) -> Result<(), SendError> {
         match &self.remote {
             None => {
                 let mut reply = reply;
-                match A::from_wire(endpoint, &args, &mut reply) {
+                match A::from_wire(endpoint, payload, &mut reply) {
                     Ok(message) => self.push(message),
                     Err(error) => {
                         crate::net::fail(reply, error);
@@ -277,6 +277,7 @@ impl<A: Actor> RefCore<A> {
             Some(remote) => {
                 let to = self.shared.id.clone();
                 let endpoint = endpoint.to_string();
+                let segments = payload.lengths();
                 let sent = match reply {
                     Some(sink) => {
                         remote.link.request(
@@ -284,8 +285,9 @@ impl<A: Actor> RefCore<A> {
                                 to,
                                 endpoint,
                                 reply: Some(id),
+                                segments,
                             },
-                            args,
+                            payload,
                             sink,
                         );
                         true
@@ -295,8 +297,9 @@ impl<A: Actor> RefCore<A> {
                             to,
                             endpoint,
                             reply: None,
+                            segments,
                         },
-                        args,
+                        payload,
                     ),
                 };
                 sent.then_some(()).ok_or_else(|| self.undeliverable())
@@ -359,14 +362,14 @@ impl<A: Actor> RefCore<A> {
         });
         let WireMessage {
             endpoint,
-            args,
+            payload,
             reply,
         } = wire.map_err(|error| SendError::Codec {
             actor: self.shared.id.clone(),
             endpoint,
             reason: error.to_string(),
         })?;
-        self.send_encoded(endpoint, args, reply)
+        self.send_encoded(endpoint, payload, reply)
     }
 }
 

@@ -17,13 +17,13 @@ use crate::actor::Actor;
 use crate::mailbox::{Signal, StopKind};
 use crate::net::fail;
 use crate::reference::RefCore;
-use crate::remote::{decode, RemoteError, ReplySink};
+use crate::remote::{decode, Payload, RemoteError, ReplySink};
 use crate::ActorId;
 
 /// A local actor, whatever its type.
 trait ErasedActor: Send + Sync {
     fn as_any(&self) -> &dyn Any;
-    fn deliver(&self, endpoint: &str, args: &[u8], reply: Option<ReplySink>);
+    fn deliver(&self, endpoint: &str, payload: Payload, reply: Option<ReplySink>);
     fn stop(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
     fn is_running(&self) -> bool;
 }
@@ -33,8 +33,8 @@ impl<A: Actor> ErasedActor for RefCore<A> {
         self
     }
 
-    fn deliver(&self, endpoint: &str, args: &[u8], mut reply: Option<ReplySink>) {
-        match A::from_wire(endpoint, args, &mut reply) {
+    fn deliver(&self, endpoint: &str, payload: Payload, mut reply: Option<ReplySink>) {
+        match A::from_wire(endpoint, payload, &mut reply) {
             Ok(message) => {
                 if let Err(Signal::Message(message, _)) = self.push_local(message, None) {
                     let endpoint = A::endpoint_name(&message);
@@ -89,9 +89,9 @@ fn erased(id: &ActorId) -> Option<Arc<dyn ErasedActor>> {
 }
 
 /// Delivers an encoded message from another process to a local actor.
-pub(crate) fn deliver(to: &ActorId, endpoint: &str, args: &[u8], reply: Option<ReplySink>) {
+pub(crate) fn deliver(to: &ActorId, endpoint: &str, payload: Payload, reply: Option<ReplySink>) {
     match erased(to) {
-        Some(actor) => actor.deliver(endpoint, args, reply),
+        Some(actor) => actor.deliver(endpoint, payload, reply),
         None => fail(reply, RemoteError::Undeliverable),
     }
 }

@@ -109,9 +109,64 @@ pub struct WireMessage {
     /// The endpoint's name.
     pub endpoint: &'static str,
     /// The encoded arguments.
-    pub args: Bytes,
+    pub payload: Payload,
     /// Where the reply goes, for an ask.
     pub reply: Option<ReplySink>,
+}
+
+/// A message's arguments in wire form: the serde-encoded ones, and the
+/// `bytes::Bytes` arguments kept apart as segments, so that a large buffer is
+/// written out and read back without being copied into or out of an encode
+/// buffer.
+#[derive(Clone, Debug, Default)]
+pub struct Payload {
+    /// The postcard encoding of the arguments other than `Bytes` ones.
+    pub args: Bytes,
+    /// The `Bytes` arguments, in order.
+    pub segments: Vec<Bytes>,
+}
+
+impl From<Bytes> for Payload {
+    fn from(args: Bytes) -> Self {
+        Payload {
+            args,
+            segments: Vec::new(),
+        }
+    }
+}
+
+impl Payload {
+    /// The number of bytes on the wire.
+    pub(crate) fn len(&self) -> usize {
+        self.args.len() + self.segments.iter().map(Bytes::len).sum::<usize>()
+    }
+
+    /// Splits a received body into the encoded arguments and the segments
+    /// whose lengths are given; zero-copy.
+    pub(crate) fn split(mut body: Bytes, lengths: &[u64]) -> Result<Payload, RemoteError> {
+        let total: u64 = lengths.iter().sum();
+        let args_len = (body.len() as u64)
+            .checked_sub(total)
+            .ok_or_else(|| RemoteError::Codec("segments longer than the frame".into()))?;
+        let args = body.split_to(args_len as usize);
+        let segments = lengths
+            .iter()
+            .map(|len| body.split_to(*len as usize))
+            .collect();
+        Ok(Payload { args, segments })
+    }
+
+    /// The segments' lengths, for the frame header.
+    pub(crate) fn lengths(&self) -> Vec<u64> {
+        self.segments.iter().map(|s| s.len() as u64).collect()
+    }
+
+    /// Takes the next segment, for generated code.
+    pub fn next_segment(segments: &mut std::vec::IntoIter<Bytes>) -> Result<Bytes, RemoteError> {
+        segments
+            .next()
+            .ok_or_else(|| RemoteError::Codec("a Bytes argument is missing".into()))
+    }
 }
 
 /// Encodes values for the wire.
@@ -162,6 +217,7 @@ pub(crate) fn outbound<Args, T>(
     actor: &ActorId,
     endpoint: &'static str,
     args: &Args,
+    segments: Vec<Bytes>,
     reply: ReplySlot<T>,
 ) -> Result<WireMessage, RemoteError>
 where
@@ -171,7 +227,7 @@ where
     match encode(args) {
         Ok(args) => Ok(WireMessage {
             endpoint,
-            args,
+            payload: Payload { args, segments },
             reply: reply.map(|r| reply_into_sink(r, actor.clone(), endpoint)),
         }),
         Err(error) => {

@@ -60,31 +60,46 @@ pub(crate) fn expand(model: &ActorModel) -> TokenStream {
     let to_wire_arms = model.endpoints.iter().map(|e| {
         let variant = &e.variant;
         let name = e.name.to_string();
-        let args: Vec<_> = (0..e.args.len())
-            .map(|i| format_ident!("__arg{}", i))
-            .collect();
-        let types = e.args.iter().map(|(_, ty)| ty);
+        let parts = WireParts::of(e);
+        let (all, serde, serde_types, segments) = (
+            &parts.all,
+            &parts.serde,
+            &parts.serde_types,
+            &parts.segments,
+        );
         let reply = reply_type(e);
         quote! {
-            #message::#variant(#(#args,)* __reply) =>
-                (&&#krate::__private::Wire::<(#(#types,)*), #reply>::new())
-                    .outbound(__actor, #name, &(#(#args,)*), __reply)
+            #message::#variant(#(#all,)* __reply) =>
+                (&&#krate::__private::Wire::<(#(#serde_types,)*), #reply>::new())
+                    .outbound(
+                        __actor,
+                        #name,
+                        &(#(#serde,)*),
+                        ::std::vec![#(#segments),*],
+                        __reply,
+                    )
         }
     });
     let from_wire_arms = model.endpoints.iter().map(|e| {
         let variant = &e.variant;
         let name = e.name.to_string();
-        let args: Vec<_> = (0..e.args.len())
-            .map(|i| format_ident!("__arg{}", i))
-            .collect();
-        let types = e.args.iter().map(|(_, ty)| ty);
+        let parts = WireParts::of(e);
+        let (all, serde, serde_types, segments) = (
+            &parts.all,
+            &parts.serde,
+            &parts.serde_types,
+            &parts.segments,
+        );
         let reply = reply_type(e);
         quote! {
             #name => {
-                let ((#(#args,)*), __reply) =
-                    (&&#krate::__private::Wire::<(#(#types,)*), #reply>::new())
-                        .inbound(__args, __reply)?;
-                ::core::result::Result::Ok(#message::#variant(#(#args,)* __reply))
+                let ((#(#serde,)*), __reply) =
+                    (&&#krate::__private::Wire::<(#(#serde_types,)*), #reply>::new())
+                        .inbound(&__payload.args, __reply)?;
+                let mut __segments = __payload.segments.into_iter();
+                #(let #segments = #krate::Payload::next_segment(&mut __segments)?;)*
+                let _ = &mut __segments;
+                ::core::result::Result::Ok(#message::#variant(#(#all,)* __reply))
             }
         }
     });
@@ -191,12 +206,12 @@ pub(crate) fn expand(model: &ActorModel) -> TokenStream {
 
             fn from_wire(
                 __endpoint: &str,
-                __args: &[u8],
+                __payload: #krate::Payload,
                 __reply: &mut ::core::option::Option<#krate::ReplySink>,
             ) -> ::core::result::Result<Self::Message, #krate::RemoteError> {
                 #[allow(unused_imports)]
                 use #krate::__private::{WireNotSerde as _, WireSerde as _};
-                let _ = (&__args, &__reply);
+                let _ = (&__payload, &__reply);
                 match __endpoint {
                     #(#from_wire_arms,)*
                     __other => ::core::result::Result::Err(#krate::RemoteError::Codec(
@@ -312,21 +327,83 @@ fn mesh_method(krate: &TokenStream, actor: &syn::Ident, e: &Endpoint) -> TokenSt
     let endpoint = name.to_string();
     let reply = reply_type(e);
     let params = e.args.iter().map(|(n, ty)| quote! { #n: #ty });
+    let parts = WireParts::of(e);
+    let (all, serde, serde_types, segments) = (
+        &parts.all,
+        &parts.serde,
+        &parts.serde_types,
+        &parts.segments,
+    );
     let names = e.args.iter().map(|(n, _)| n);
-    let types = e.args.iter().map(|(_, ty)| ty);
     let doc = format!(
         "Calls the `{endpoint}` endpoint on every actor of the mesh: finish with an adverb (`.broadcast()`, `.call().await`, `.choose().await`, ...)."
     );
     quote! {
         #[doc = #doc]
-        pub fn #name<'a>(&'a self, #(#params),*) -> #krate::MeshCall<'a, #actor, #reply, impl Fn() -> ::core::result::Result<#krate::__private::Bytes, #krate::RemoteError> + 'a> {
+        pub fn #name<'a>(&'a self, #(#params),*) -> #krate::MeshCall<'a, #actor, #reply, impl Fn() -> ::core::result::Result<#krate::Payload, #krate::RemoteError> + 'a> {
             #[allow(unused_imports)]
             use #krate::__private::{WireNotSerde as _, WireSerde as _};
-            let __args = (#(#names,)*);
-            self.core.call(#endpoint, move || {
-                (&&#krate::__private::Wire::<(#(#types,)*), #reply>::new()).encode_args(&__args)
-            })
+            let (#(#all,)*) = (#(#names,)*);
+            let __args = (#(#serde,)*);
+            let __encode = move || {
+                let args = (&&#krate::__private::Wire::<(#(#serde_types,)*), #reply>::new())
+                    .encode_args(&__args)?;
+                ::core::result::Result::Ok(#krate::Payload {
+                    args,
+                    segments: ::std::vec![#(::core::clone::Clone::clone(&#segments)),*],
+                })
+            };
+            self.core.call(#endpoint, __encode)
         }
+    }
+}
+
+/// An endpoint's arguments as they travel: `bytes::Bytes` arguments go as
+/// separate segments (never copied through the encoder), the rest as one
+/// serde tuple.
+struct WireParts {
+    /// A name for every argument, in order.
+    all: Vec<syn::Ident>,
+    /// The names of the serde-encoded arguments.
+    serde: Vec<syn::Ident>,
+    /// Their types.
+    serde_types: Vec<syn::Type>,
+    /// The names of the `Bytes` arguments.
+    segments: Vec<syn::Ident>,
+}
+
+impl WireParts {
+    fn of(e: &Endpoint) -> Self {
+        let mut parts = WireParts {
+            all: Vec::new(),
+            serde: Vec::new(),
+            serde_types: Vec::new(),
+            segments: Vec::new(),
+        };
+        for (i, (_, ty)) in e.args.iter().enumerate() {
+            let name = format_ident!("__arg{}", i);
+            parts.all.push(name.clone());
+            if is_bytes(ty) {
+                parts.segments.push(name);
+            } else {
+                parts.serde.push(name);
+                parts.serde_types.push(ty.clone());
+            }
+        }
+        parts
+    }
+}
+
+/// Whether `ty` is written as `Bytes` or `bytes::Bytes` (any path ending in
+/// `Bytes` with no generic arguments).
+fn is_bytes(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Path(path) if path.qself.is_none() => path
+            .path
+            .segments
+            .last()
+            .is_some_and(|s| s.ident == "Bytes" && s.arguments.is_none()),
+        _ => false,
     }
 }
 

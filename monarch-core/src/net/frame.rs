@@ -28,11 +28,13 @@ const PREFIX: usize = 8;
 pub(crate) enum Header {
     /// The first frame each side sends: who it is and where it listens.
     Hello { proc: ProcId, addr: Option<String> },
-    /// A message for an actor; the body holds the encoded arguments.
+    /// A message for an actor; the body holds the encoded arguments, then
+    /// the `Bytes` arguments, whose lengths `segments` gives.
     Message {
         to: ActorId,
         endpoint: String,
         reply: Option<u64>,
+        segments: Vec<u64>,
     },
     /// The reply to a message or request; on success the body holds the value.
     Reply {
@@ -198,6 +200,7 @@ mod tests {
             to: ActorId::new(ProcId::new("j", "h", 1), "counter", 0),
             endpoint: "incr".into(),
             reply: Some(7),
+            segments: vec![],
         }
     }
 

@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, Notify};
 
 use super::frame::{encode_prefix, FrameDecoder, Header};
-use crate::remote::{RemoteError, ReplySink};
+use crate::remote::{Payload, RemoteError, ReplySink};
 
 /// What a link hands upwards.
 pub(crate) trait Inbound: Send + Sync + 'static {
@@ -41,7 +41,7 @@ pub(crate) struct Heartbeat {
 /// One link to a peer process, keyed by the peer's listen address.
 pub(crate) struct Link {
     peer: String,
-    outgoing: mpsc::UnboundedSender<(Header, Bytes)>,
+    outgoing: mpsc::UnboundedSender<(Header, Payload)>,
     pending: Mutex<Pending>,
     next_id: AtomicU64,
     closed: AtomicBool,
@@ -60,7 +60,7 @@ const BATCH_LIMIT: usize = 256 * 1024;
 impl Link {
     /// A link whose stream is not connected yet: frames queue until
     /// [`Link::run`] is given the stream.
-    pub(crate) fn new(peer: String) -> (Arc<Link>, mpsc::UnboundedReceiver<(Header, Bytes)>) {
+    pub(crate) fn new(peer: String) -> (Arc<Link>, mpsc::UnboundedReceiver<(Header, Payload)>) {
         let (outgoing, queue) = mpsc::unbounded_channel();
         let link = Arc::new(Link {
             peer,
@@ -89,7 +89,7 @@ impl Link {
         reader: R,
         writer: W,
         decoder: FrameDecoder,
-        queue: mpsc::UnboundedReceiver<(Header, Bytes)>,
+        queue: mpsc::UnboundedReceiver<(Header, Payload)>,
         heartbeat: Heartbeat,
         inbound: Arc<dyn Inbound>,
     ) where
@@ -103,13 +103,18 @@ impl Link {
     }
 
     /// Sends a frame; `false` if the link is closed.
-    pub(crate) fn send(&self, header: Header, body: Bytes) -> bool {
-        !self.is_closed() && self.outgoing.send((header, body)).is_ok()
+    pub(crate) fn send(&self, header: Header, body: impl Into<Payload>) -> bool {
+        !self.is_closed() && self.outgoing.send((header, body.into())).is_ok()
     }
 
     /// Registers `sink` for the reply to a frame built by `header` around the
     /// reply id, and sends it. If the link is closed the sink is failed at once.
-    pub(crate) fn request(&self, header: impl FnOnce(u64) -> Header, body: Bytes, sink: ReplySink) {
+    pub(crate) fn request(
+        &self,
+        header: impl FnOnce(u64) -> Header,
+        body: impl Into<Payload>,
+        sink: ReplySink,
+    ) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         {
             let mut pending = self.lock_pending();
@@ -255,7 +260,7 @@ impl Link {
 /// Writes queued frames, batching small ones, and pings when idle.
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
-    mut queue: mpsc::UnboundedReceiver<(Header, Bytes)>,
+    mut queue: mpsc::UnboundedReceiver<(Header, Payload)>,
     ping_every: Duration,
 ) {
     let mut batch = BytesMut::with_capacity(BATCH_LIMIT * 2);
@@ -263,19 +268,23 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         let first = match tokio::time::timeout(ping_every, queue.recv()).await {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
-            Err(_) => (Header::Ping, Bytes::new()),
+            Err(_) => (Header::Ping, Payload::default()),
         };
         let mut next = Some(first);
         while let Some((header, body)) = next.take() {
             encode_prefix(&header, body.len(), &mut batch);
-            if body.len() >= BATCH_LIMIT {
-                if writer.write_all(&batch).await.is_err() || writer.write_all(&body).await.is_err()
-                {
-                    return;
+            for part in std::iter::once(&body.args).chain(&body.segments) {
+                if part.len() >= BATCH_LIMIT {
+                    // Large parts go out as they are, never copied.
+                    if writer.write_all(&batch).await.is_err()
+                        || writer.write_all(part).await.is_err()
+                    {
+                        return;
+                    }
+                    batch.clear();
+                } else {
+                    batch.extend_from_slice(part);
                 }
-                batch.clear();
-            } else {
-                batch.extend_from_slice(&body);
             }
             if batch.len() < BATCH_LIMIT {
                 next = queue.try_recv().ok();

@@ -483,9 +483,13 @@ impl Inbound for Router {
                 to,
                 endpoint,
                 reply,
+                segments,
             } => {
                 let sink = reply.map(|id| link.reply_sink(id));
-                registry::deliver(&to, &endpoint, &body, sink);
+                match crate::remote::Payload::split(body, &segments) {
+                    Ok(payload) => registry::deliver(&to, &endpoint, payload, sink),
+                    Err(error) => fail(sink, error),
+                }
             }
             Header::Stop { actor, ack } => {
                 let link = Arc::clone(link);
