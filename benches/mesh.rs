@@ -301,7 +301,11 @@ mod report {
             .join("new/estimates.json");
         let text = std::fs::read_to_string(path).ok()?;
         let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-        json["mean"]["point_estimate"].as_f64()
+        // Criterion's own headline figure: the slope of time over iterations
+        // where it has one, else the mean.
+        json["slope"]["point_estimate"]
+            .as_f64()
+            .or_else(|| json["mean"]["point_estimate"].as_f64())
     }
 
     pub(super) fn print() {

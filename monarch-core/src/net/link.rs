@@ -10,12 +10,15 @@
 //! longer than the heartbeat timeout.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{ready, Context as TaskContext, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::UnixStream;
 use tokio::sync::{mpsc, Notify};
 
 use super::frame::{encode_prefix, FrameDecoder, Header};
@@ -38,10 +41,25 @@ pub(crate) struct Heartbeat {
     pub(crate) timeout: Duration,
 }
 
+/// What the writer task is asked to write: a frame, or the unwritten rest of
+/// a frame a sender began writing itself.
+pub(crate) enum Outgoing {
+    Frame(Header, Payload),
+    Rest(Bytes),
+}
+
+/// The queue of a link's writer task.
+pub(crate) type Queue = mpsc::UnboundedReceiver<Outgoing>;
+
 /// One link to a peer process, keyed by the peer's listen address.
 pub(crate) struct Link {
     peer: String,
-    outgoing: mpsc::UnboundedSender<(Header, Payload)>,
+    outgoing: mpsc::UnboundedSender<Outgoing>,
+    /// Items in the writer's queue not yet written out.
+    queued: AtomicUsize,
+    /// On a same-host link: the socket, which a sender may write a small frame
+    /// to itself when nothing is queued, sparing a wake-up of the writer task.
+    direct: OnceLock<Direct>,
     pending: Mutex<Pending>,
     next_id: AtomicU64,
     closed: AtomicBool,
@@ -54,17 +72,29 @@ struct Pending {
     replies: HashMap<u64, ReplySink>,
 }
 
+struct Direct {
+    socket: Arc<UnixStream>,
+    /// Held while deciding between a direct write and the queue, so bytes of
+    /// two frames never interleave.
+    lock: Mutex<()>,
+}
+
+/// Frames up to this size may be written by the sender itself.
+const DIRECT_LIMIT: usize = 16 * 1024;
+
 /// Frames above this size are written on their own, not copied into a batch.
 const BATCH_LIMIT: usize = 256 * 1024;
 
 impl Link {
     /// A link whose stream is not connected yet: frames queue until
     /// [`Link::run`] is given the stream.
-    pub(crate) fn new(peer: String) -> (Arc<Link>, mpsc::UnboundedReceiver<(Header, Payload)>) {
+    pub(crate) fn new(peer: String) -> (Arc<Link>, Queue) {
         let (outgoing, queue) = mpsc::unbounded_channel();
         let link = Arc::new(Link {
             peer,
             outgoing,
+            queued: AtomicUsize::new(0),
+            direct: OnceLock::new(),
             pending: Mutex::new(Pending {
                 open: true,
                 replies: HashMap::new(),
@@ -89,22 +119,92 @@ impl Link {
         reader: R,
         writer: W,
         decoder: FrameDecoder,
-        queue: mpsc::UnboundedReceiver<(Header, Payload)>,
+        queue: Queue,
         heartbeat: Heartbeat,
         inbound: Arc<dyn Inbound>,
     ) where
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
-        let writing = tokio::spawn(write_loop(writer, queue, heartbeat.interval));
+        let writing = tokio::spawn(write_loop(
+            Arc::clone(self),
+            writer,
+            queue,
+            heartbeat.interval,
+        ));
         let reason = self.read_loop(reader, decoder, heartbeat, &inbound).await;
         writing.abort();
         self.close(&reason, &inbound);
     }
 
+    /// Runs the link over a same-host socket, letting senders write small
+    /// frames to it directly.
+    pub(crate) async fn run_local(
+        self: &Arc<Self>,
+        socket: UnixStream,
+        decoder: FrameDecoder,
+        queue: Queue,
+        heartbeat: Heartbeat,
+        inbound: Arc<dyn Inbound>,
+    ) {
+        let socket = Arc::new(socket);
+        let _ = self.direct.set(Direct {
+            socket: Arc::clone(&socket),
+            lock: Mutex::new(()),
+        });
+        let reader = SharedSocket(Arc::clone(&socket));
+        self.run(
+            reader,
+            SharedSocket(socket),
+            decoder,
+            queue,
+            heartbeat,
+            inbound,
+        )
+        .await
+    }
+
     /// Sends a frame; `false` if the link is closed.
     pub(crate) fn send(&self, header: Header, body: impl Into<Payload>) -> bool {
-        !self.is_closed() && self.outgoing.send((header, body.into())).is_ok()
+        if self.is_closed() {
+            return false;
+        }
+        let body = body.into();
+        let Some(direct) = self.direct.get() else {
+            return self.enqueue(Outgoing::Frame(header, body));
+        };
+        let _guard = direct
+            .lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.queued.load(Ordering::Acquire) > 0 || body.len() > DIRECT_LIMIT {
+            return self.enqueue(Outgoing::Frame(header, body));
+        }
+        let mut frame = BytesMut::with_capacity(64 + body.len());
+        encode_prefix(&header, body.len(), &mut frame);
+        for part in std::iter::once(&body.args).chain(&body.segments) {
+            frame.extend_from_slice(part);
+        }
+        match direct.socket.try_write(&frame) {
+            Ok(written) if written == frame.len() => true,
+            Ok(written) => {
+                let _ = frame.split_to(written);
+                self.enqueue(Outgoing::Rest(frame.freeze()))
+            }
+            // Full or failing: the writer task waits for room, or meets the
+            // error and closes the link.
+            Err(_) => self.enqueue(Outgoing::Rest(frame.freeze())),
+        }
+    }
+
+    fn enqueue(&self, item: Outgoing) -> bool {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        if self.outgoing.send(item).is_ok() {
+            true
+        } else {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            false
+        }
     }
 
     /// Registers `sink` for the reply to a frame built by `header` around the
@@ -259,21 +359,34 @@ impl Link {
 
 /// Writes queued frames, batching small ones, and pings when idle.
 async fn write_loop<W: AsyncWrite + Unpin>(
+    link: Arc<Link>,
     mut writer: W,
-    mut queue: mpsc::UnboundedReceiver<(Header, Payload)>,
+    mut queue: Queue,
     ping_every: Duration,
 ) {
     let mut batch = BytesMut::with_capacity(BATCH_LIMIT * 2);
     loop {
         let first = match tokio::time::timeout(ping_every, queue.recv()).await {
-            Ok(Some(frame)) => frame,
+            Ok(Some(item)) => item,
             Ok(None) => break,
-            Err(_) => (Header::Ping, Payload::default()),
+            Err(_) => {
+                // Through `send`, so a ping never cuts into a direct write.
+                link.send(Header::Ping, Payload::default());
+                continue;
+            }
         };
+        let mut written = 0;
         let mut next = Some(first);
-        while let Some((header, body)) = next.take() {
-            encode_prefix(&header, body.len(), &mut batch);
-            for part in std::iter::once(&body.args).chain(&body.segments) {
+        while let Some(item) = next.take() {
+            written += 1;
+            let parts = match &item {
+                Outgoing::Frame(header, body) => {
+                    encode_prefix(header, body.len(), &mut batch);
+                    std::iter::once(&body.args).chain(&body.segments).collect()
+                }
+                Outgoing::Rest(rest) => vec![rest],
+            };
+            for part in parts {
                 if part.len() >= BATCH_LIMIT {
                     // Large parts go out as they are, never copied.
                     if writer.write_all(&batch).await.is_err()
@@ -299,8 +412,58 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         if writer.flush().await.is_err() {
             return;
         }
+        link.queued.fetch_sub(written, Ordering::AcqRel);
     }
     let _ = writer.shutdown().await;
+}
+
+/// A same-host socket shared between the reader, the writer task and direct
+/// senders: every operation goes through its readiness and `try_` methods,
+/// which take `&self`.
+struct SharedSocket(Arc<UnixStream>);
+
+impl AsyncRead for SharedSocket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        loop {
+            ready!(self.0.poll_read_ready(cx))?;
+            match self.0.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for SharedSocket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(socket2::SockRef::from(&*self.0).shutdown(std::net::Shutdown::Write))
+    }
 }
 
 #[cfg(test)]
@@ -380,6 +543,70 @@ mod tests {
             .unwrap();
         assert!(event.unwrap_err().contains("no heartbeat"));
         assert!(link.close_reason().contains("no heartbeat"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn direct_and_queued_writes_never_interleave() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let (link, queue) = Link::new("peer".into());
+        let (tx, _events) = mpsc::unbounded_channel();
+        let inbound: Arc<dyn Inbound> = Arc::new(Recorder(tx));
+        let running = Arc::clone(&link);
+        tokio::spawn(async move {
+            running
+                .run_local(ours, FrameDecoder::new(1 << 24), queue, QUICK, inbound)
+                .await
+        });
+        const SENDERS: u64 = 4;
+        const EACH: u64 = 3000;
+        let senders: Vec<_> = (0..SENDERS)
+            .map(|sender| {
+                let link = Arc::clone(&link);
+                tokio::spawn(async move {
+                    for seq in 0..EACH {
+                        // Mostly small frames (written directly when the queue
+                        // is empty), some too large for that.
+                        let size = if seq % 97 == 0 {
+                            40_000
+                        } else {
+                            (seq % 50) as usize
+                        };
+                        let body = Bytes::from(vec![sender as u8; size]);
+                        assert!(link.send(
+                            Header::PortValue {
+                                port: sender * EACH + seq
+                            },
+                            body
+                        ));
+                        if seq % 256 == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut decoder = FrameDecoder::new(1 << 24);
+        let mut next = vec![0u64; SENDERS as usize];
+        let mut reader = theirs;
+        let mut received = 0;
+        while received < SENDERS * EACH {
+            let read =
+                tokio::time::timeout(Duration::from_secs(10), reader.read_buf(decoder.buffer()));
+            assert!(read.await.unwrap().unwrap() > 0);
+            while let Some((header, body)) = decoder.next_frame().unwrap() {
+                let Header::PortValue { port } = header else {
+                    continue;
+                };
+                let (sender, seq) = (port / EACH, port % EACH);
+                assert_eq!(seq, next[sender as usize], "sender {sender} out of order");
+                assert!(body.iter().all(|b| *b == sender as u8), "corrupted body");
+                next[sender as usize] += 1;
+                received += 1;
+            }
+        }
+        for sender in senders {
+            sender.await.unwrap();
+        }
     }
 
     #[tokio::test]

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 
 use super::credential::{Credential, SERVER_NAME};
 use super::frame::{encode_prefix, FrameDecoder, Header, DEFAULT_MAX_FRAME};
-use super::link::{Heartbeat, Inbound, Link};
+use super::link::{Heartbeat, Inbound, Link, Queue};
 use crate::remote::{encode, RemoteError, ReplySink};
 use crate::supervision::{Failure, SupervisionEvent};
 use crate::{registry, spawn, ActorId, Proc, ProcId};
@@ -76,12 +76,35 @@ pub enum TransportError {
 /// Called with a supervision event for a remote actor this process owns.
 pub(crate) type SupervisionSink = Arc<dyn Fn(SupervisionEvent) + Send + Sync>;
 
-/// The two halves of a connected byte stream, whichever transport carries it.
-type Halves = (
-    Box<dyn AsyncWrite + Unpin + Send>,
-    Box<dyn AsyncRead + Unpin + Send>,
-    FrameDecoder,
-);
+/// A connection past its handshake, with what was read after the hello.
+enum Connection {
+    /// A QUIC stream's two halves.
+    Quic(quinn::SendStream, quinn::RecvStream, FrameDecoder),
+    /// A same-host socket.
+    Local(tokio::net::UnixStream, FrameDecoder),
+}
+
+impl Connection {
+    /// Runs `link` over this connection until it closes.
+    async fn run(
+        self,
+        link: &Arc<Link>,
+        queue: Queue,
+        heartbeat: Heartbeat,
+        inbound: Arc<dyn Inbound>,
+    ) {
+        match self {
+            Connection::Quic(send, recv, decoder) => {
+                link.run(recv, send, decoder, queue, heartbeat, inbound)
+                    .await
+            }
+            Connection::Local(socket, decoder) => {
+                link.run_local(socket, decoder, queue, heartbeat, inbound)
+                    .await
+            }
+        }
+    }
+}
 
 pub(crate) struct Router {
     credential: Credential,
@@ -206,9 +229,9 @@ impl Router {
         tokio::spawn(async move {
             let inbound: Arc<dyn Inbound> = router.clone();
             match router.dial(dialing.peer()).await {
-                Ok((send, recv, decoder)) => {
-                    dialing
-                        .run(recv, send, decoder, queue, router.config.heartbeat, inbound)
+                Ok(connection) => {
+                    connection
+                        .run(&dialing, queue, router.config.heartbeat, inbound)
                         .await
                 }
                 Err(reason) => dialing.close(&reason, &inbound),
@@ -283,7 +306,7 @@ impl Router {
 
     /// Connects to `addr`: through the same-host socket when the peer is on
     /// this host and reachable there, else over QUIC.
-    async fn dial(&self, addr: &str) -> Result<Halves, String> {
+    async fn dial(&self, addr: &str) -> Result<Connection, String> {
         let socket = socket_of(addr)?;
         let handshake = async {
             if self.config.same_host && socket.ip().is_loopback() {
@@ -299,21 +322,19 @@ impl Router {
     }
 
     /// `Ok(None)` when the peer has no same-host socket.
-    async fn dial_local(&self, addr: &str) -> Result<Option<Halves>, String> {
+    async fn dial_local(&self, addr: &str) -> Result<Option<Connection>, String> {
         let incarnation = addr.split('/').nth(1).unwrap_or_default();
         let Ok(mut stream) = super::local::connect(incarnation).await else {
             return Ok(None);
         };
         super::local::widen_buffers(&stream);
         super::local::authenticate(&mut stream, &self.proof_key).await?;
-        let (recv, mut send) = stream.into_split();
-        self.say_hello(&mut send).await?;
-        let mut recv = Box::new(recv);
-        let (_, decoder) = self.read_hello(&mut recv).await?;
-        Ok(Some((Box::new(send), recv, decoder)))
+        self.say_hello(&mut stream).await?;
+        let (_, decoder) = self.read_hello(&mut stream).await?;
+        Ok(Some(Connection::Local(stream, decoder)))
     }
 
-    async fn dial_quic(&self, addr: &str, socket: SocketAddr) -> Result<Halves, String> {
+    async fn dial_quic(&self, addr: &str, socket: SocketAddr) -> Result<Connection, String> {
         let connection = self
             .endpoint
             .connect(socket, SERVER_NAME)
@@ -325,9 +346,9 @@ impl Router {
             .await
             .map_err(|e| format!("cannot open a stream to {addr}: {e}"))?;
         self.say_hello(&mut send).await?;
-        let mut recv = Box::new(recv);
+        let mut recv = recv;
         let (_, decoder) = self.read_hello(&mut recv).await?;
-        Ok((Box::new(send), recv, decoder))
+        Ok(Connection::Quic(send, recv, decoder))
     }
 
     async fn say_hello(&self, send: &mut (impl AsyncWrite + Unpin)) -> Result<(), String> {
@@ -395,16 +416,15 @@ impl Router {
                 .accept_bi()
                 .await
                 .map_err(|e| format!("no stream from {remote}: {e}"))?;
-            let mut recv = Box::new(recv);
+            let mut recv = recv;
             let (peer, decoder) = self.read_hello(&mut recv).await?;
             self.say_hello(&mut send).await?;
-            let halves: Halves = (Box::new(send), recv, decoder);
-            Ok::<_, String>((halves, peer))
+            Ok::<_, String>((Connection::Quic(send, recv, decoder), peer))
         };
-        let (halves, peer) = tokio::time::timeout(self.config.heartbeat.timeout * 4, handshake)
+        let (connection, peer) = tokio::time::timeout(self.config.heartbeat.timeout * 4, handshake)
             .await
             .map_err(|_| format!("handshake from {remote} timed out"))??;
-        self.serve_accepted(halves, peer).await;
+        self.serve_accepted(connection, peer).await;
         Ok(())
     }
 
@@ -433,24 +453,25 @@ impl Router {
         super::local::widen_buffers(&stream);
         let handshake = async {
             super::local::authenticate(&mut stream, &self.proof_key).await?;
-            let (recv, mut send) = stream.into_split();
-            let mut recv = Box::new(recv);
-            let (peer, decoder) = self.read_hello(&mut recv).await?;
-            self.say_hello(&mut send).await?;
-            let halves: Halves = (Box::new(send), recv, decoder);
-            Ok::<_, String>((halves, peer))
+            let (peer, decoder) = self.read_hello(&mut stream).await?;
+            self.say_hello(&mut stream).await?;
+            Ok::<_, String>((decoder, peer))
         };
-        let (halves, peer) = tokio::time::timeout(self.config.heartbeat.timeout * 4, handshake)
+        let (decoder, peer) = tokio::time::timeout(self.config.heartbeat.timeout * 4, handshake)
             .await
             .map_err(|_| "same-host handshake timed out".to_string())??;
-        self.serve_accepted(halves, peer).await;
+        self.serve_accepted(Connection::Local(stream, decoder), peer)
+            .await;
         Ok(())
     }
 
     /// Registers an accepted, introduced connection as the link to its peer
     /// (unless one is already open) and runs it.
-    async fn serve_accepted(self: &Arc<Self>, halves: Halves, (proc, addr): (ProcId, String)) {
-        let (send, recv, decoder) = halves;
+    async fn serve_accepted(
+        self: &Arc<Self>,
+        connection: Connection,
+        (proc, addr): (ProcId, String),
+    ) {
         let (link, queue) = Link::new(addr.clone());
         {
             let mut links = lock(&self.links);
@@ -463,7 +484,8 @@ impl Router {
             let _ = waiter.send(Arc::clone(&link));
         }
         let inbound: Arc<dyn Inbound> = self.clone();
-        link.run(recv, send, decoder, queue, self.config.heartbeat, inbound)
+        connection
+            .run(&link, queue, self.config.heartbeat, inbound)
             .await;
     }
 
