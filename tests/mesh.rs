@@ -592,6 +592,38 @@ async fn controller_killed_takes_workers_along() -> Result<(), Failed> {
     Ok(())
 }
 
+async fn default_fault_hook_reports_and_exits() -> Result<(), Failed> {
+    let exe = std::env::current_exe()?;
+    let output = tokio::process::Command::new(exe)
+        .env("MESH_TEST_UNHANDLED", "1")
+        .output();
+    let output = bounded(output).await?;
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    check(output.status.code() == Some(1), "the program exits with 1")?;
+    check(
+        stderr.contains("unhandled actor failure")
+            && stderr.contains("counter#")
+            && stderr.contains("panic_now")
+            && stderr.contains("asked to panic"),
+        &format!("the report names the actor, endpoint and cause: {stderr}"),
+    )?;
+    Ok(())
+}
+
+/// The program for `default_fault_hook_reports_and_exits`: a root actor
+/// fails with nobody awaiting, and `this_proc()`'s default hook handles it.
+fn run_unhandled() -> ! {
+    RUNTIME.block_on(async {
+        let counter = this_proc()
+            .spawn::<Counter>("counter", ())
+            .await
+            .expect("spawn");
+        counter.panic_now().send().expect("send");
+        tokio::time::sleep(LIMIT).await;
+    });
+    std::process::exit(0)
+}
+
 /// The controller for `controller_killed_takes_workers_along`: spawn two
 /// workers, print their pids, wait to be killed.
 fn run_controller() -> ! {
@@ -622,6 +654,9 @@ fn main() {
     }
     if std::env::var("MESH_TEST_CONTROLLER").is_ok() {
         run_controller();
+    }
+    if std::env::var("MESH_TEST_UNHANDLED").is_ok() {
+        run_unhandled();
     }
     // Quick heartbeats, so a hung worker is noticed within the test's patience.
     std::env::set_var("MONARCH_HEARTBEAT_TIMEOUT_MS", "1500");
@@ -661,6 +696,9 @@ fn main() {
         }),
         ("intruders_and_garbage_are_refused", || {
             Box::pin(intruders_and_garbage_are_refused())
+        }),
+        ("default_fault_hook_reports_and_exits", || {
+            Box::pin(default_fault_hook_reports_and_exits())
         }),
         ("controller_killed_takes_workers_along", || {
             Box::pin(controller_killed_takes_workers_along())

@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{ready, Context as TaskContext, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -75,12 +75,17 @@ struct Pending {
 struct Direct {
     socket: Arc<UnixStream>,
     /// Held while deciding between a direct write and the queue, so bytes of
-    /// two frames never interleave.
-    lock: Mutex<()>,
+    /// two frames never interleave. It holds when the last direct write was.
+    lock: Mutex<Option<Instant>>,
 }
 
 /// Frames up to this size may be written by the sender itself.
 const DIRECT_LIMIT: usize = 16 * 1024;
+
+/// A frame sent this soon after a direct write is part of a burst: it goes to
+/// the writer task, which batches the burst into few writes, rather than
+/// costing a system call of its own.
+const BURST: Duration = Duration::from_micros(25);
 
 /// Frames above this size are written on their own, not copied into a batch.
 const BATCH_LIMIT: usize = 256 * 1024;
@@ -150,7 +155,7 @@ impl Link {
         let socket = Arc::new(socket);
         let _ = self.direct.set(Direct {
             socket: Arc::clone(&socket),
-            lock: Mutex::new(()),
+            lock: Mutex::new(None),
         });
         let reader = SharedSocket(Arc::clone(&socket));
         self.run(
@@ -173,13 +178,16 @@ impl Link {
         let Some(direct) = self.direct.get() else {
             return self.enqueue(Outgoing::Frame(header, body));
         };
-        let _guard = direct
+        let mut last_direct = direct
             .lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if self.queued.load(Ordering::Acquire) > 0 || body.len() > DIRECT_LIMIT {
+        let now = Instant::now();
+        let in_burst = last_direct.is_some_and(|last| now.duration_since(last) < BURST);
+        if in_burst || self.queued.load(Ordering::Acquire) > 0 || body.len() > DIRECT_LIMIT {
             return self.enqueue(Outgoing::Frame(header, body));
         }
+        *last_direct = Some(now);
         let mut frame = BytesMut::with_capacity(64 + body.len());
         encode_prefix(&header, body.len(), &mut frame);
         for part in std::iter::once(&body.args).chain(&body.segments) {
