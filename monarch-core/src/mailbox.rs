@@ -1,6 +1,9 @@
 //! What travels through an actor's mailbox.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use tokio::sync::mpsc;
 
@@ -32,9 +35,47 @@ pub(crate) enum StopKind {
 
 pub(crate) type MailboxSender<M> = mpsc::UnboundedSender<Signal<M>>;
 
-/// Where to report a told message that was never handled: the sending actor's
-/// mailbox, type-erased.
-pub(crate) type ReturnAddress = Arc<dyn Fn(Undeliverable) + Send + Sync>;
+/// Where to report a told message that was never handled: a tag naming the
+/// sending actor, looked up in the table of return addresses only when a
+/// message comes back. A message carries eight bytes for it and no reference
+/// count to touch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ReturnAddress(NonZeroU64);
+
+type Report = Arc<dyn Fn(Undeliverable) + Send + Sync>;
+
+static RETURN_ADDRESSES: LazyLock<Mutex<HashMap<ReturnAddress, Report>>> =
+    LazyLock::new(Default::default);
+static NEXT_ADDRESS: AtomicU64 = AtomicU64::new(1);
+
+fn addresses() -> std::sync::MutexGuard<'static, HashMap<ReturnAddress, Report>> {
+    RETURN_ADDRESSES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl ReturnAddress {
+    /// A new address whose reports go to `report`, until [`Self::retire`].
+    pub(crate) fn register(report: impl Fn(Undeliverable) + Send + Sync + 'static) -> Self {
+        let tag = NEXT_ADDRESS.fetch_add(1, Ordering::Relaxed);
+        let address = ReturnAddress(NonZeroU64::new(tag).expect("tags start at 1"));
+        addresses().insert(address, Arc::new(report));
+        address
+    }
+
+    /// The sender is gone: reports to it are dropped from now on.
+    pub(crate) fn retire(self) {
+        addresses().remove(&self);
+    }
+
+    /// Reports `undeliverable` to the sender, if it is still there.
+    pub(crate) fn report(self, undeliverable: Undeliverable) {
+        let report = addresses().get(&self).cloned();
+        if let Some(report) = report {
+            report(undeliverable);
+        }
+    }
+}
 
 tokio::task_local! {
     /// The return address of the actor whose task is running, if any.
@@ -43,7 +84,7 @@ tokio::task_local! {
 
 /// The current task's return address, when it is an actor's task.
 pub(crate) fn current_return_address() -> Option<ReturnAddress> {
-    CURRENT_SENDER.try_with(Arc::clone).ok()
+    CURRENT_SENDER.try_with(|address| *address).ok()
 }
 
 /// A message type with no values: what owners are notified with carries no

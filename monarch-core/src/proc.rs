@@ -214,10 +214,12 @@ pub(crate) async fn spawn_actor<A: Actor>(
     };
     let actor_ref = ActorRef::from_core(core.clone());
     registry::register_actor(&core);
-    let return_address: ReturnAddress = {
-        let mailbox = core.mailbox.clone();
-        Arc::new(move |undeliverable| {
-            let _ = mailbox.send(Signal::Undeliverable(Box::new(undeliverable)));
+    let return_address = {
+        let mailbox = core.mailbox.downgrade();
+        ReturnAddress::register(move |undeliverable| {
+            if let Some(mailbox) = mailbox.upgrade() {
+                let _ = mailbox.send(Signal::Undeliverable(Box::new(undeliverable)));
+            }
         })
     };
     let ctx = Context {
@@ -232,7 +234,10 @@ pub(crate) async fn spawn_actor<A: Actor>(
     let owner_name = owner.description();
     tokio::spawn(
         CURRENT_SENDER
-            .scope(return_address, run(ctx, params, receiver, owner, init_tx))
+            .scope(return_address, async move {
+                run(ctx, params, receiver, owner, init_tx).await;
+                return_address.retire();
+            })
             .instrument(span),
     );
     match init_rx.await {
@@ -423,7 +428,7 @@ fn reject_queued<A: Actor>(
             };
             let answered = A::reject(message, error);
             if let (false, Some(from)) = (answered, from) {
-                from(Undeliverable {
+                from.report(Undeliverable {
                     to: id.clone(),
                     endpoint,
                 });
