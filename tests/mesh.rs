@@ -191,12 +191,11 @@ async fn wait_gone(pid: u32) -> bool {
     false
 }
 
-fn signal(pid: u32, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success(), "kill {signal} {pid} failed");
+fn signal(pid: u32, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(pid).expect("a pid fits pid_t");
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    let status = unsafe { libc::kill(pid, signal) };
+    assert_eq!(status, 0, "kill({pid}, {signal}) failed");
 }
 
 async fn every_adverb_on_a_2x2_mesh(transport: &str) -> Result<(), Failed> {
@@ -423,7 +422,7 @@ async fn killed_worker_fails_calls_and_reports() -> Result<(), Failed> {
     bounded(begun.recv())
         .await
         .ok_or("the call never started")?;
-    signal(pid, "-KILL");
+    signal(pid, libc::SIGKILL);
 
     let failed = bounded(pending).await?;
     match failed {
@@ -468,7 +467,7 @@ async fn stopped_worker_is_noticed_by_heartbeat() -> Result<(), Failed> {
         .await?;
     let counters = procs.spawn::<Counter>("counter", ()).await?;
     let (_, pid) = bounded(counters.whoami().call_one()).await?;
-    signal(pid, "-STOP");
+    signal(pid, libc::SIGSTOP);
     let started = std::time::Instant::now();
     let result = bounded(counters.get().call_one()).await;
     let waited = started.elapsed();
@@ -584,7 +583,7 @@ async fn controller_killed_takes_workers_along() -> Result<(), Failed> {
     }
     check(pids.len() == 2, "the controller reported its workers")?;
     let controller_pid = controller.id().ok_or("no pid")?;
-    signal(controller_pid, "-KILL");
+    signal(controller_pid, libc::SIGKILL);
     let _ = bounded(controller.wait()).await;
     for pid in pids {
         check(wait_gone(pid).await, "workers exit after their controller")?;

@@ -20,6 +20,19 @@
 //! owner, whose `handle_supervision_event` may handle it; if not, the owner fails
 //! too and the event climbs, up to the [`Proc`]'s fault hook, which by default
 //! prints the chain of causes and exits.
+//!
+//! **Processes and meshes.** [`this_host`]`().spawn_procs(shape)` starts one
+//! worker process per point of a [`Shape`] by re-executing the current binary
+//! (which calls [`bootstrap`] first, or uses `#[monarch::main]`);
+//! [`ProcMesh::spawn`] puts one actor in each and returns an [`ActorMesh`], whose
+//! generated methods finish with an adverb: `broadcast()`, `call()` (a
+//! [`ValueMesh`]), `call_one()`, `choose()` or `stream()`. References, ports and
+//! meshes serialise, so they can be passed in messages and used from any process
+//! of the job. Processes talk over one link per pair: QUIC with mutual TLS from a
+//! credential minted by the controller, or, on one host, a Unix socket guarded by
+//! the same credential. A worker that exits, is killed or stops answering
+//! heartbeats fails the calls pending on it with [`CallError::Unreachable`] and
+//! becomes a [`SupervisionEvent`] ([`Failure::ProcLost`]) for each of its actors.
 
 mod actor;
 mod bootstrap;
@@ -105,7 +118,7 @@ pub mod __private {
 
     /// The codec of an endpoint whose types are serde types.
     pub trait WireSerde<Args, T> {
-        /// See [`crate::remote::outbound`].
+        /// Encodes a message for another process.
         fn outbound(
             &self,
             actor: &crate::ActorId,
@@ -114,7 +127,7 @@ pub mod __private {
             segments: Vec<Bytes>,
             reply: ReplySlot<T>,
         ) -> Result<crate::WireMessage, crate::RemoteError>;
-        /// See [`crate::remote::inbound`].
+        /// Decodes a message from another process.
         fn inbound(
             &self,
             args: &[u8],

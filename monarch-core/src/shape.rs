@@ -21,7 +21,8 @@ use std::ops::{Bound, RangeBounds};
 
 use serde::{Deserialize, Serialize};
 
-/// Named dimensions over a row-major layout of ranks; see the [module docs](self).
+/// Named dimensions over a row-major layout of ranks: a view of base ranks,
+/// sliced by dimension name. See [`Shape::slice`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Shape {
     dims: Vec<Dim>,

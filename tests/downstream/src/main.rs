@@ -1,4 +1,5 @@
-//! Uses `#[actor]` from a separate crate that depends on the facade alone.
+//! Uses `#[actor]` and `#[monarch::main]` from a separate crate that depends on
+//! the facade alone, in this process and in a mesh of worker processes.
 
 use monarch::prelude::*;
 
@@ -26,7 +27,7 @@ impl Counter {
     }
 }
 
-#[tokio::main(flavor = "current_thread")]
+#[monarch::main]
 async fn main() {
     let counter = this_proc().spawn::<Counter>("counter", ()).await.expect("spawn");
     counter.incr(40).send().expect("tell");
@@ -35,5 +36,16 @@ async fn main() {
     assert_eq!(counter.checked_div(2).call().await.expect("ask"), 21);
     assert!(counter.checked_div(-1).call().await.is_err());
     counter.stop().await;
+
+    // The same actor in two worker processes: this binary re-executed.
+    let procs = this_host()
+        .spawn_procs(shape! { workers = 2 })
+        .await
+        .expect("spawn procs");
+    let counters = procs.spawn::<Counter>("counter", ()).await.expect("spawn");
+    counters.incr(21).broadcast().expect("broadcast");
+    let values = counters.get().call().await.expect("call");
+    assert_eq!(values.values(), [21, 21]);
+    procs.stop().await;
     println!("downstream: ok");
 }
