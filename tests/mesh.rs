@@ -22,6 +22,7 @@ const LIMIT: Duration = Duration::from_secs(60);
 struct Counter {
     value: i64,
     seen: HashMap<String, Vec<u64>>,
+    kept: Option<Bytes>,
 }
 
 #[actor]
@@ -75,6 +76,19 @@ impl Counter {
 
     #[endpoint]
     async fn size_of(&self, data: Bytes) -> (usize, u8) {
+        (data.len(), data.iter().fold(0u8, |a, b| a.wrapping_add(*b)))
+    }
+
+    /// Keeps `data` (a large argument may be a mapping of the sender's memory).
+    #[endpoint]
+    async fn keep(&mut self, data: Bytes) {
+        self.kept = Some(data);
+    }
+
+    /// The kept data's length and checksum.
+    #[endpoint]
+    async fn kept(&self) -> (usize, u8) {
+        let data = self.kept.as_deref().unwrap_or_default();
         (data.len(), data.iter().fold(0u8, |a, b| a.wrapping_add(*b)))
     }
 
@@ -398,9 +412,26 @@ async fn large_bytes_argument(transport: &str) -> Result<(), Failed> {
     let data: Vec<u8> = (0..64 << 20).map(|i: u32| (i % 251) as u8).collect();
     let expected = data.iter().fold(0u8, |a, b| a.wrapping_add(*b));
     let data = Bytes::from(data);
-    let (len, sum) = bounded(counters.size_of(data).call_one()).await?;
+    let (len, sum) = bounded(counters.size_of(data.clone()).call_one()).await?;
     check(len == 64 << 20, "64 MiB arrived")?;
     check(sum == expected, "intact")?;
+
+    // Large buffers' memory is reused once the receiver is done with it, never
+    // while it still holds it.
+    bounded(counters.keep(data).call_one()).await?;
+    for round in 1..=3u8 {
+        let other = Bytes::from(vec![round; 8 << 20]);
+        let (len, sum) = bounded(counters.size_of(other).call_one()).await?;
+        check(
+            len == 8 << 20 && sum == ((8u64 << 20) * round as u64 % 256) as u8,
+            "later buffers intact",
+        )?;
+    }
+    let (len, sum) = bounded(counters.kept().call_one()).await?;
+    check(
+        len == 64 << 20 && sum == expected,
+        "the kept buffer is untouched",
+    )?;
     bounded(procs.stop()).await;
     Ok(())
 }

@@ -277,7 +277,11 @@ impl<A: Actor> RefCore<A> {
             Some(remote) => {
                 let to = self.shared.id.clone();
                 let endpoint = endpoint.to_string();
-                let segments = payload.lengths();
+                let (segments, inline) = remote.link.prepare_segments(payload.segments);
+                let payload = Payload {
+                    args: payload.args,
+                    segments: inline,
+                };
                 let sent = match reply {
                     Some(sink) => {
                         remote.link.request(

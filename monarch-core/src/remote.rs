@@ -10,6 +10,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::net::Segment;
 use crate::port::Reply;
 use crate::{ActorId, CallError, ReplySlot};
 
@@ -142,23 +143,56 @@ impl Payload {
     }
 
     /// Splits a received body into the encoded arguments and the segments
-    /// whose lengths are given; zero-copy.
-    pub(crate) fn split(mut body: Bytes, lengths: &[u64]) -> Result<Payload, RemoteError> {
-        let total: u64 = lengths.iter().sum();
-        let args_len = (body.len() as u64)
-            .checked_sub(total)
-            .ok_or_else(|| RemoteError::Codec("segments longer than the frame".into()))?;
-        let args = body.split_to(args_len as usize);
-        let segments = lengths
+    /// `segments` describes: inline ones are zero-copy slices of the body,
+    /// shared ones are mapped, and `released(lease)` runs when each is no
+    /// longer used (or could not be mapped).
+    pub(crate) fn split(
+        mut body: Bytes,
+        segments: &[Segment],
+        released: impl Fn(u64) + Clone + Send + 'static,
+    ) -> Result<Payload, RemoteError> {
+        let inline: u64 = segments
             .iter()
-            .map(|len| body.split_to(*len as usize))
-            .collect();
-        Ok(Payload { args, segments })
-    }
-
-    /// The segments' lengths, for the frame header.
-    pub(crate) fn lengths(&self) -> Vec<u64> {
-        self.segments.iter().map(|s| s.len() as u64).collect()
+            .map(|s| match s {
+                Segment::Inline(len) => *len,
+                Segment::Shared { .. } => 0,
+            })
+            .sum();
+        let args_len = (body.len() as u64).checked_sub(inline);
+        let mut result = Ok(Vec::with_capacity(segments.len()));
+        let args = match args_len {
+            Some(len) => body.split_to(len as usize),
+            None => {
+                result = Err(RemoteError::Codec("segments longer than the frame".into()));
+                Bytes::new()
+            }
+        };
+        // Every shared segment is mapped or released, even after an error.
+        for segment in segments {
+            let bytes = match segment {
+                Segment::Inline(len) if result.is_ok() => Ok(body.split_to(*len as usize)),
+                Segment::Inline(_) => continue,
+                Segment::Shared {
+                    pid,
+                    fd,
+                    len,
+                    lease,
+                } => {
+                    let released = released.clone();
+                    let lease = *lease;
+                    crate::net::map_shared(*pid, *fd, *len, Box::new(move || released(lease)))
+                        .map_err(|e| {
+                            RemoteError::Codec(format!("cannot map a shared segment: {e}"))
+                        })
+                }
+            };
+            match (&mut result, bytes) {
+                (Ok(all), Ok(bytes)) => all.push(bytes),
+                (Ok(_), Err(error)) => result = Err(error),
+                (Err(_), _) => {}
+            }
+        }
+        result.map(|segments| Payload { args, segments })
     }
 
     /// Takes the next segment, for generated code.

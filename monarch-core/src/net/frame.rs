@@ -13,6 +13,7 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
+use super::shm::Segment;
 use crate::remote::RemoteError;
 use crate::supervision::SupervisionEvent;
 use crate::{ActorId, ProcId};
@@ -29,13 +30,15 @@ pub(crate) enum Header {
     /// The first frame each side sends: who it is and where it listens.
     Hello { proc: ProcId, addr: Option<String> },
     /// A message for an actor; the body holds the encoded arguments, then
-    /// the `Bytes` arguments, whose lengths `segments` gives.
+    /// the `Bytes` arguments that `segments` says travel inline.
     Message {
         to: ActorId,
         endpoint: String,
         reply: Option<u64>,
-        segments: Vec<u64>,
+        segments: Vec<Segment>,
     },
+    /// The receiver is done with the shared segment of this lease.
+    SegmentReleased { lease: u64 },
     /// The reply to a message or request; on success the body holds the value.
     Reply {
         id: u64,

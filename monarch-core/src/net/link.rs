@@ -22,6 +22,7 @@ use tokio::net::UnixStream;
 use tokio::sync::{mpsc, Notify};
 
 use super::frame::{encode_prefix, FrameDecoder, Header};
+use super::shm::{Segment, SharedSegment, SHARE_FROM};
 use crate::remote::{Payload, RemoteError, ReplySink};
 
 /// What a link hands upwards.
@@ -60,6 +61,9 @@ pub(crate) struct Link {
     /// On a same-host link: the socket, which a sender may write a small frame
     /// to itself when nothing is queued, sparing a wake-up of the writer task.
     direct: OnceLock<Direct>,
+    /// Shared-memory segments sent over this link and not yet mapped by the
+    /// peer, by lease.
+    shared: Mutex<HashMap<u64, SharedSegment>>,
     pending: Mutex<Pending>,
     next_id: AtomicU64,
     closed: AtomicBool,
@@ -100,6 +104,7 @@ impl Link {
             outgoing,
             queued: AtomicUsize::new(0),
             direct: OnceLock::new(),
+            shared: Mutex::new(HashMap::new()),
             pending: Mutex::new(Pending {
                 open: true,
                 replies: HashMap::new(),
@@ -205,6 +210,45 @@ impl Link {
         }
     }
 
+    /// Describes `segments` for a message over this link: on a same-host link
+    /// large ones move into shared memory (held here until the peer has mapped
+    /// them); the rest stay in the frame and are returned for its body.
+    pub(crate) fn prepare_segments(&self, segments: Vec<Bytes>) -> (Vec<Segment>, Vec<Bytes>) {
+        let mut described = Vec::with_capacity(segments.len());
+        let mut inline = Vec::new();
+        for segment in segments {
+            if self.direct.get().is_some() && segment.len() >= SHARE_FROM {
+                match SharedSegment::new(&segment) {
+                    Ok(shared) => {
+                        let lease = self.next_id.fetch_add(1, Ordering::Relaxed);
+                        described.push(shared.describe(lease));
+                        self.lock_shared().insert(lease, shared);
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, "no shared memory for a segment; sending it inline")
+                    }
+                }
+            }
+            described.push(Segment::Inline(segment.len() as u64));
+            inline.push(segment);
+        }
+        (described, inline)
+    }
+
+    /// The peer is done with the shared segment of `lease`.
+    pub(crate) fn segment_released(&self, lease: u64) {
+        if let Some(segment) = self.lock_shared().remove(&lease) {
+            segment.recycle();
+        }
+    }
+
+    fn lock_shared(&self) -> std::sync::MutexGuard<'_, HashMap<u64, SharedSegment>> {
+        self.shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn enqueue(&self, item: Outgoing) -> bool {
         self.queued.fetch_add(1, Ordering::AcqRel);
         if self.outgoing.send(item).is_ok() {
@@ -305,6 +349,7 @@ impl Link {
         for sink in replies {
             sink.complete(Err(RemoteError::Unreachable(why.clone())));
         }
+        self.lock_shared().clear();
         self.close_notify.notify_waiters();
         inbound.closed(self, reason);
     }

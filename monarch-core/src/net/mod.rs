@@ -7,6 +7,7 @@ mod frame;
 mod link;
 mod local;
 mod router;
+mod shm;
 
 pub use baseline::bare_quinn_transfer;
 pub(crate) use credential::Credential;
@@ -15,3 +16,4 @@ pub(crate) use frame::Header;
 pub(crate) use link::Link;
 pub(crate) use router::{fail, router, start_router, Router, SupervisionSink};
 pub use router::{probe_as_intruder, TransportError};
+pub(crate) use shm::{map as map_shared, Segment};

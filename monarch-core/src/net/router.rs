@@ -508,7 +508,11 @@ impl Inbound for Router {
                 segments,
             } => {
                 let sink = reply.map(|id| link.reply_sink(id));
-                match crate::remote::Payload::split(body, &segments) {
+                let releasing = Arc::clone(link);
+                let released = move |lease| {
+                    releasing.send(Header::SegmentReleased { lease }, Bytes::new());
+                };
+                match crate::remote::Payload::split(body, &segments, released) {
                     Ok(payload) => registry::deliver(&to, &endpoint, payload, sink),
                     Err(error) => fail(sink, error),
                 }
@@ -522,6 +526,7 @@ impl Inbound for Router {
             }
             Header::PortValue { port } => registry::deliver_port(port, body),
             Header::PortDropped { port } => registry::release_port(port, link.peer()),
+            Header::SegmentReleased { lease } => link.segment_released(lease),
             Header::PortHold { port, holder } => registry::add_port_holder(port, &holder),
             Header::Spawn {
                 type_key,

@@ -1,0 +1,242 @@
+//! Large buffers between processes on one host, through shared memory rather
+//! than a socket.
+//!
+//! The sender copies a large `Bytes` segment once into an unnamed file in
+//! `/dev/shm` (`O_TMPFILE`: no name to leak, freed when the last descriptor
+//! closes) and sends its process id and descriptor number instead of the bytes.
+//! The receiver opens `/proc/<pid>/fd/<fd>` (possible for the same user only),
+//! maps it read-only and hands the mapping to the actor as a `Bytes`, without
+//! another copy. When that `Bytes` (and every slice of it) is dropped, or if
+//! the mapping fails, the receiver tells the sender, which keeps the file in a
+//! small pool: the next large segment is copied into pages that are already
+//! allocated, which on a fresh buffer costs as much as the copy itself. A
+//! link that closes drops what it was still holding.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// Segments at least this large go through shared memory on same-host links.
+pub(crate) const SHARE_FROM: usize = 1 << 20;
+
+/// Where the unnamed files live: a memory-backed file system.
+const SHM_DIR: &str = "/dev/shm";
+
+/// How a message's `Bytes` segment travels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Segment {
+    /// In the frame's body, after the encoded arguments.
+    Inline(u64),
+    /// In a shared-memory file of the sending process; `lease` is returned in
+    /// a `SegmentReleased` frame once the receiver is done with it.
+    Shared {
+        pid: u32,
+        fd: i32,
+        len: u64,
+        lease: u64,
+    },
+}
+
+/// A segment copied into shared memory, held open until the receiver has
+/// mapped it.
+pub(crate) struct SharedSegment {
+    file: File,
+    len: u64,
+}
+
+/// Files of released segments, ready for reuse, up to [`POOL_BYTES`] in all.
+static POOL: Mutex<Vec<(File, u64)>> = Mutex::new(Vec::new());
+const POOL_BYTES: u64 = 1 << 30;
+
+fn pool() -> std::sync::MutexGuard<'static, Vec<(File, u64)>> {
+    POOL.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl SharedSegment {
+    /// Copies `bytes` into a shared-memory file: a pooled one large enough if
+    /// there is one, else a new unnamed one.
+    pub(crate) fn new(bytes: &Bytes) -> io::Result<Self> {
+        let len = bytes.len() as u64;
+        let pooled = {
+            let mut pool = pool();
+            let best = pool
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, size))| *size >= len)
+                .min_by_key(|(_, (_, size))| *size)
+                .map(|(i, _)| i);
+            best.map(|i| pool.swap_remove(i))
+        };
+        let file = match pooled {
+            Some((file, _)) => {
+                file.write_all_at(bytes, 0)?;
+                file
+            }
+            None => {
+                let mut file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_TMPFILE)
+                    .open(SHM_DIR)?;
+                file.write_all(bytes)?;
+                file
+            }
+        };
+        Ok(SharedSegment { file, len })
+    }
+
+    /// How the receiver finds it.
+    pub(crate) fn describe(&self, lease: u64) -> Segment {
+        Segment::Shared {
+            pid: std::process::id(),
+            fd: self.file.as_raw_fd(),
+            len: self.len,
+            lease,
+        }
+    }
+
+    /// The receiver is done with it: keep the file for reuse if the pool has
+    /// room, else free it (off the caller's task: freeing takes milliseconds).
+    pub(crate) fn recycle(self) {
+        let size = self.file.metadata().map(|m| m.len()).unwrap_or(0);
+        {
+            let mut pool = pool();
+            let pooled: u64 = pool.iter().map(|(_, s)| s).sum();
+            if pooled + size <= POOL_BYTES {
+                pool.push((self.file, size));
+                return;
+            }
+        }
+        tokio::task::spawn_blocking(move || drop(self));
+    }
+}
+
+/// A mapped segment; tells the sender when it is dropped.
+struct Mapped {
+    map: memmap2::Mmap,
+    len: usize,
+    released: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl AsRef<[u8]> for Mapped {
+    fn as_ref(&self) -> &[u8] {
+        &self.map[..self.len]
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        if let Some(released) = self.released.take() {
+            released();
+        }
+    }
+}
+
+/// Maps the first `len` bytes of a segment shared by process `pid` as
+/// descriptor `fd`; `released` runs once the returned `Bytes` and all its
+/// slices are dropped (or at once, if mapping fails).
+pub(crate) fn map(
+    pid: u32,
+    fd: i32,
+    len: u64,
+    released: Box<dyn FnOnce() + Send>,
+) -> io::Result<Bytes> {
+    let opened = File::open(format!("/proc/{pid}/fd/{fd}")).and_then(|file| {
+        let size = file.metadata()?.len();
+        if size < len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("shared segment is {size} bytes, expected at least {len}"),
+            ));
+        }
+        Ok(file)
+    });
+    let file = match opened {
+        Ok(file) => file,
+        Err(error) => {
+            released();
+            return Err(error);
+        }
+    };
+    if len == 0 {
+        released();
+        return Ok(Bytes::new());
+    }
+    // SAFETY: the sender wrote the segment completely before sending its
+    // descriptor and does not write the file again until `released` has run,
+    // that is until this mapping is gone; no other process can reach the
+    // unnamed file except through the sender's descriptor table. So the
+    // mapped bytes do not change while the mapping lives.
+    let map = unsafe { memmap2::MmapOptions::new().len(len as usize).map(&file) };
+    match map {
+        Ok(map) => Ok(Bytes::from_owner(Mapped {
+            map,
+            len: len as usize,
+            released: Some(released),
+        })),
+        Err(error) => {
+            released();
+            Err(error)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    #[test]
+    fn a_shared_segment_maps_back_unchanged_and_is_released_once() {
+        let data = Bytes::from(
+            (0..3_000_000u32)
+                .map(|i| (i % 253) as u8)
+                .collect::<Vec<u8>>(),
+        );
+        let shared = SharedSegment::new(&data).unwrap();
+        let Segment::Shared { pid, fd, len, .. } = shared.describe(1) else {
+            panic!("not shared");
+        };
+        let releases = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&releases);
+        let mapped = map(
+            pid,
+            fd,
+            len,
+            Box::new(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }),
+        )
+        .unwrap();
+        assert_eq!(mapped, data);
+        let slice = mapped.slice(10..20);
+        drop(mapped);
+        assert_eq!(releases.load(Ordering::SeqCst), 0, "a slice still holds it");
+        drop(slice);
+        assert_eq!(releases.load(Ordering::SeqCst), 1);
+
+        let counter = Arc::clone(&releases);
+        let too_long = map(
+            pid,
+            fd,
+            len + 1,
+            Box::new(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }),
+        );
+        assert!(too_long.is_err());
+        assert_eq!(
+            releases.load(Ordering::SeqCst),
+            2,
+            "a failed map releases at once"
+        );
+    }
+}
