@@ -6,6 +6,7 @@
 //! `cargo bench --bench mesh -- --warm-up-time 1 --measurement-time 5 --noplot`
 //! prints criterion's figures, then a table of rates and ratios.
 
+use std::future::Future;
 use std::net::UdpSocket;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
@@ -142,18 +143,26 @@ fn ask(c: &mut Criterion, f: &Fixture) {
     });
     for (name, member) in paths(f) {
         group.bench_function(BenchmarkId::new("loopback", name), |b| {
-            b.iter_custom(|iters| {
-                RUNTIME.block_on(async {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        member.ping().call().await.expect("ping");
-                    }
-                    start.elapsed()
-                })
-            })
+            b.iter_custom(|iters| timed(iters, || member.ping().call()))
         });
     }
     group.finish();
+}
+
+/// Runs `op` `iters` times on the bench runtime, one after another, and returns
+/// the time taken.
+fn timed<F, T, E>(iters: u64, op: impl Fn() -> F) -> Duration
+where
+    F: Future<Output = Result<T, E>>,
+    E: std::fmt::Debug,
+{
+    RUNTIME.block_on(async {
+        let start = Instant::now();
+        for _ in 0..iters {
+            op().await.expect("the measured operation failed");
+        }
+        start.elapsed()
+    })
 }
 
 fn tell(c: &mut Criterion, f: &Fixture) {
@@ -162,19 +171,17 @@ fn tell(c: &mut Criterion, f: &Fixture) {
         .sample_size(10)
         .throughput(Throughput::Elements(TELLS));
     for (name, member) in paths(f) {
+        let member = &member;
         group.bench_function(BenchmarkId::new("loopback", name), |b| {
             b.iter_custom(|iters| {
-                RUNTIME.block_on(async {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        let before = member.count().call().await.expect("count");
-                        for _ in 0..TELLS {
-                            member.incr().send().expect("tell");
-                        }
-                        let after = member.count().call().await.expect("count");
-                        assert_eq!(after - before, TELLS);
+                timed(iters, || async move {
+                    let before = member.count().call().await?;
+                    for _ in 0..TELLS {
+                        member.incr().send().expect("tell");
                     }
-                    start.elapsed()
+                    let after = member.count().call().await?;
+                    assert_eq!(after - before, TELLS);
+                    Ok::<_, CallError>(())
                 })
             })
         });
@@ -187,26 +194,10 @@ fn mesh_call(c: &mut Criterion, f: &Fixture) {
     group.throughput(Throughput::Elements(1));
     let member = f.one.member(0).expect("member").clone();
     group.bench_function(BenchmarkId::new("loopback", "ask_1"), |b| {
-        b.iter_custom(|iters| {
-            RUNTIME.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    member.ping().call().await.expect("ping");
-                }
-                start.elapsed()
-            })
-        })
+        b.iter_custom(|iters| timed(iters, || member.ping().call()))
     });
     group.bench_function(BenchmarkId::new("loopback", "call_8"), |b| {
-        b.iter_custom(|iters| {
-            RUNTIME.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    f.eight.ping().call().await.expect("call");
-                }
-                start.elapsed()
-            })
-        })
+        b.iter_custom(|iters| timed(iters, || f.eight.ping().call()))
     });
     group.finish();
 }
@@ -218,15 +209,13 @@ fn big(c: &mut Criterion, f: &Fixture) {
         .throughput(Throughput::Bytes(BIG as u64));
     let data = Bytes::from(vec![7u8; BIG]);
     for (name, member) in paths(f) {
+        let (member, data) = (&member, &data);
         group.bench_function(BenchmarkId::new("loopback", name), |b| {
             b.iter_custom(|iters| {
-                RUNTIME.block_on(async {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        let n = member.take(data.clone()).call().await.expect("take");
-                        assert_eq!(n, BIG);
-                    }
-                    start.elapsed()
+                timed(iters, || async move {
+                    let n = member.take(data.clone()).call().await?;
+                    assert_eq!(n, BIG);
+                    Ok::<_, CallError>(())
                 })
             })
         });

@@ -87,13 +87,7 @@ impl<A: RemoteActor> ActorMesh<A> {
                 len: shape.len(),
             });
         }
-        let in_flight = members.iter().map(|_| AtomicUsize::new(0)).collect();
-        Ok(Self::from_core(MeshCore {
-            members: members.into(),
-            shape,
-            in_flight,
-            next: Arc::new(AtomicUsize::new(0)),
-        }))
+        Ok(Self::from_core(MeshCore::new(shape, members)))
     }
 
     fn from_core(core: MeshCore<A>) -> Self {
@@ -152,6 +146,16 @@ impl<A: RemoteActor> ActorMesh<A> {
 }
 
 impl<A: Actor> MeshCore<A> {
+    fn new(shape: Shape, members: Vec<ActorRef<A>>) -> Self {
+        let in_flight = members.iter().map(|_| AtomicUsize::new(0)).collect();
+        MeshCore {
+            members: members.into(),
+            shape,
+            in_flight,
+            next: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
     /// Starts a call to `endpoint` on every member of the mesh; `args` encodes
     /// the arguments. This is what generated mesh methods return.
     pub fn call<T, F>(&self, endpoint: &'static str, args: F) -> MeshCall<'_, A, T, F>
@@ -223,13 +227,7 @@ impl<'de, A: RemoteActor> Deserialize<'de> for ActorMesh<A> {
                 "actor mesh shape does not fit its members",
             ));
         }
-        let in_flight = members.iter().map(|_| AtomicUsize::new(0)).collect();
-        Ok(Self::from_core(MeshCore {
-            members: members.into(),
-            shape,
-            in_flight,
-            next: Arc::new(AtomicUsize::new(0)),
-        }))
+        Ok(Self::from_core(MeshCore::new(shape, members)))
     }
 }
 

@@ -172,17 +172,7 @@ pub(crate) fn lease_port<T: DeserializeOwned + Send + 'static>(
 
 /// Counts one more copy of leased port `id` held by the process at `peer`.
 pub(crate) fn add_port_holder(id: u64, peer: &str) {
-    let mut ports = lock(&PORTS);
-    if let Some(entry) = ports.get_mut(&id) {
-        let count = entry.holders.entry(peer.to_string()).or_default();
-        *count += 1;
-        if *count == 0 {
-            entry.holders.remove(peer);
-        }
-        if entry.holders.is_empty() && entry.deliver.is_some() && entry.strong.is_none() {
-            ports.remove(&id);
-        }
-    }
+    count_holder(id, peer, 1);
 }
 
 /// Drops the lease of port `id` if nobody holds it (a copy sent nowhere).
@@ -213,10 +203,16 @@ pub(crate) fn deliver_port(id: u64, value: Bytes) {
 
 /// The process at `peer` dropped one copy of port `id`.
 pub(crate) fn release_port(id: u64, peer: &str) {
+    count_holder(id, peer, -1);
+}
+
+/// Adjusts `peer`'s count of copies of leased port `id`; the lease ends when
+/// every count is back to zero.
+fn count_holder(id: u64, peer: &str, delta: i64) {
     let mut ports = lock(&PORTS);
     if let Some(entry) = ports.get_mut(&id) {
         let count = entry.holders.entry(peer.to_string()).or_default();
-        *count -= 1;
+        *count += delta;
         if *count == 0 {
             entry.holders.remove(peer);
         }
