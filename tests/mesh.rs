@@ -184,15 +184,36 @@ fn check(condition: bool, what: &str) -> Result<(), Failed> {
     }
 }
 
+/// The state letter of process `pid` (`R`, `S`, `T` stopped, `Z` zombie...),
+/// or `None` once it is gone.
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')').next()?.trim_start().chars().next()
+}
+
 fn process_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        // A zombie has exited; only its parent's bookkeeping remains.
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    // A zombie has exited; only its parent's bookkeeping remains.
+    matches!(process_state(pid), None | Some('Z'))
+}
+
+/// Waits until every thread of `pid` has taken a SIGSTOP: the signal is
+/// asynchronous, and a message can be handled in between.
+async fn wait_stopped(pid: u32) -> bool {
+    for _ in 0..200 {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
+        let all_stopped = tasks.is_ok_and(|tasks| {
+            tasks.flatten().all(|task| {
+                let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+                let state = stat.rsplit(')').next().unwrap_or_default().trim_start();
+                state.starts_with('T') || state.starts_with('t')
+            })
+        });
+        if all_stopped {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    false
 }
 
 async fn wait_gone(pid: u32) -> bool {
@@ -499,6 +520,7 @@ async fn stopped_worker_is_noticed_by_heartbeat() -> Result<(), Failed> {
     let counters = procs.spawn::<Counter>("counter", ()).await?;
     let (_, pid) = bounded(counters.whoami().call_one()).await?;
     signal(pid, libc::SIGSTOP);
+    check(wait_stopped(pid).await, "the worker stops")?;
     let started = std::time::Instant::now();
     let result = bounded(counters.get().call_one()).await;
     let waited = started.elapsed();
@@ -510,16 +532,16 @@ async fn stopped_worker_is_noticed_by_heartbeat() -> Result<(), Failed> {
                 ..
             })
         ),
-        "the call fails as unreachable",
+        &format!("the call fails as unreachable: {result:?}"),
     )?;
     check(
         waited < Duration::from_secs(10),
-        "within the heartbeat bound",
+        &format!("within the heartbeat bound: {waited:?}"),
     )?;
     let event = bounded(events.recv()).await.ok_or("no event")?;
     check(
         event.to_string().contains("no heartbeat"),
-        "the event says why",
+        &format!("the event says why: {event}"),
     )?;
     check(wait_gone(pid).await, "the hung worker is killed")?;
     Ok(())
@@ -654,6 +676,41 @@ fn run_unhandled() -> ! {
     std::process::exit(0)
 }
 
+async fn a_worker_without_bootstrap_fails_fast() -> Result<(), Failed> {
+    let exe = std::env::current_exe()?;
+    let output = tokio::process::Command::new(exe)
+        .env("MESH_TEST_NO_BOOTSTRAP", "1")
+        .output();
+    let output = bounded(output).await?;
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    check(
+        stdout.contains("spawn_procs failed") && stdout.contains("before connecting"),
+        &format!("the controller learns at once that its worker died: {stdout}"),
+    )?;
+    check(
+        stderr.contains("refusing to start workers of workers"),
+        &format!("the worker says why, through the controller: {stderr}"),
+    )?;
+    Ok(())
+}
+
+/// The program for `a_worker_without_bootstrap_fails_fast`: a `main` that
+/// forgets `bootstrap()`, as controller and (re-executed) as worker.
+fn run_without_bootstrap() -> ! {
+    RUNTIME.block_on(async {
+        match this_host().spawn_procs(shape! { procs = 1 }).await {
+            Ok(_) => println!("spawn_procs succeeded"),
+            Err(error) => {
+                // The worker's copy ends here, its error on stderr.
+                eprintln!("{error}");
+                println!("spawn_procs failed: {error}");
+            }
+        }
+    });
+    std::process::exit(3)
+}
+
 /// The controller for `controller_killed_takes_workers_along`: spawn two
 /// workers, print their pids, wait to be killed.
 fn run_controller() -> ! {
@@ -673,6 +730,9 @@ fn run_controller() -> ! {
 }
 
 fn main() {
+    if std::env::var("MESH_TEST_NO_BOOTSTRAP").is_ok() {
+        run_without_bootstrap();
+    }
     monarch::bootstrap();
     if let Ok(addr) = std::env::var("MESH_TEST_INTRUDE") {
         let result = RUNTIME.block_on(monarch::__private::probe_as_intruder(&addr));
@@ -729,6 +789,9 @@ fn main() {
         }),
         ("default_fault_hook_reports_and_exits", || {
             Box::pin(default_fault_hook_reports_and_exits())
+        }),
+        ("a_worker_without_bootstrap_fails_fast", || {
+            Box::pin(a_worker_without_bootstrap_fails_fast())
         }),
         ("controller_killed_takes_workers_along", || {
             Box::pin(controller_killed_takes_workers_along())

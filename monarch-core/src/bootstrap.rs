@@ -6,6 +6,8 @@
 //! `#[monarch::main]`), sees them and serves as that worker until the
 //! controller stops it or goes away; in any other process it returns at once.
 
+use std::sync::OnceLock;
+
 use serde::{Deserialize, Serialize};
 
 use crate::net::{start_router, Credential, Header};
@@ -41,9 +43,25 @@ impl WorkerConfig {
     }
 }
 
-/// This process's worker settings, if it was started as a worker.
-pub(crate) fn worker_config() -> Option<WorkerConfig> {
+/// The proc id of this process, once [`bootstrap`] has made it a worker.
+static WORKER_PROC: OnceLock<ProcId> = OnceLock::new();
+
+/// This process's proc id as a worker, if [`bootstrap`] made it one.
+pub(crate) fn worker_proc_id() -> Option<ProcId> {
+    WORKER_PROC.get().cloned()
+}
+
+/// Whether this process was started as a worker but has not called
+/// [`bootstrap`] (so its `main` is running as if it were the controller).
+pub(crate) fn started_as_worker_without_bootstrap() -> bool {
+    WORKER_PROC.get().is_none() && std::env::var_os(WORKER_ENV).is_some()
+}
+
+/// Reads and removes this process's worker settings. Removing them keeps them
+/// from the processes this worker may start in turn.
+fn take_worker_config() -> Option<WorkerConfig> {
     let text = std::env::var(WORKER_ENV).ok()?;
+    std::env::remove_var(WORKER_ENV);
     let config = WorkerConfig::decode(&text);
     if config.is_none() {
         eprintln!("monarch: {WORKER_ENV} is set but malformed; running as a controller");
@@ -62,9 +80,13 @@ pub(crate) fn worker_config() -> Option<WorkerConfig> {
 /// // ... the controller's program
 /// ```
 pub fn bootstrap() {
-    let Some(config) = worker_config() else {
+    if WORKER_PROC.get().is_some() {
+        return;
+    }
+    let Some(config) = take_worker_config() else {
         return;
     };
+    let _ = WORKER_PROC.set(config.proc_id.clone());
     // MONARCH_WORKER_THREADS: 0 for a current-thread runtime, n for n worker
     // threads; unset, tokio's default (one per core). Fewer threads cut
     // cross-process latency (fewer thread wake-ups per message) but let an

@@ -67,6 +67,10 @@ impl Host {
     /// proc's name and rank. They exit when the mesh is stopped or dropped, and
     /// when this process exits, however it exits.
     pub async fn spawn_procs(&self, shape: Shape) -> Result<ProcMesh, ProcMeshError> {
+        if crate::bootstrap::started_as_worker_without_bootstrap() {
+            // Starting workers from here would start workers of workers, on and on.
+            return Err(ProcMeshError::NotBootstrapped);
+        }
         let router = start_router(None, this_proc())?;
         static NEXT_MESH: AtomicUsize = AtomicUsize::new(0);
         let name = format!("procs{}", NEXT_MESH.fetch_add(1, Ordering::Relaxed));
@@ -106,10 +110,27 @@ impl Host {
             procs.push((proc_id, child, stdin));
         }
         let mut workers = Vec::with_capacity(procs.len());
-        for (rank, ((proc_id, child, stdin), hello)) in procs.into_iter().zip(hellos).enumerate() {
-            let link = match tokio::time::timeout(STARTUP_TIMEOUT, hello).await {
+        for (rank, ((proc_id, mut child, stdin), hello)) in
+            procs.into_iter().zip(hellos).enumerate()
+        {
+            let ready = tokio::time::timeout(STARTUP_TIMEOUT, async {
+                tokio::select! {
+                    link = hello => link.map_err(|_| "the transport stopped waiting for it".to_string()),
+                    status = child.wait() => Err(match status {
+                        Ok(status) => format!("it exited ({status}) before connecting"),
+                        Err(error) => format!("it could not be waited for: {error}"),
+                    }),
+                }
+            });
+            let link = match ready.await {
                 Ok(Ok(link)) => link,
-                _ => {
+                Ok(Err(reason)) => {
+                    return Err(ProcMeshError::Startup {
+                        rank,
+                        reason: format!("proc {proc_id}: {reason}"),
+                    })
+                }
+                Err(_) => {
                     return Err(ProcMeshError::Startup {
                         rank,
                         reason: format!(
@@ -201,6 +222,13 @@ pub enum ProcMeshError {
         /// Why.
         error: RemoteError,
     },
+    /// This process was started as a worker but its `main` did not call
+    /// `bootstrap()` first, so it would start workers of its own.
+    #[error(
+        "this process was started as a worker but did not call monarch::bootstrap() \
+         (or use #[monarch::main]) first thing in main; refusing to start workers of workers"
+    )]
+    NotBootstrapped,
     /// The spawn parameters could not be encoded.
     #[error("the parameters for {name} could not be encoded: {error}")]
     Params {

@@ -46,8 +46,8 @@ struct ProcInner {
     roots: Mutex<HashMap<ActorId, Box<dyn Child>>>,
 }
 
-static THIS_PROC: LazyLock<Proc> = LazyLock::new(|| match crate::bootstrap::worker_config() {
-    Some(config) => Proc::with_id(config.proc_id),
+static THIS_PROC: LazyLock<Proc> = LazyLock::new(|| match crate::bootstrap::worker_proc_id() {
+    Some(id) => Proc::with_id(id),
     None => Proc::new("local"),
 });
 
