@@ -387,6 +387,24 @@ impl<A: Actor> Clone for RefCore<A> {
     }
 }
 
+/// The reply, if it arrives before this task's next turn: the first poll finds
+/// nothing, wakes the task at once and yields; the second poll gives up.
+async fn reply_within_a_turn<T>(
+    rx: &mut oneshot::Receiver<T>,
+) -> Option<Result<T, oneshot::error::RecvError>> {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| match std::pin::Pin::new(&mut *rx).poll(cx) {
+        std::task::Poll::Ready(reply) => std::task::Poll::Ready(Some(reply)),
+        std::task::Poll::Pending if yielded => std::task::Poll::Ready(None),
+        std::task::Poll::Pending => {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
 /// A message on its way to an endpoint, not yet sent. Finish it with
 /// [`Call::send`] (tell: no reply) or [`Call::call`] (ask: await the reply).
 #[must_use = "a call does nothing until `.send()` or `.call().await`"]
@@ -437,6 +455,17 @@ where
                 return Err(CallError::Undeliverable {
                     actor: target.shared.id.clone(),
                     endpoint,
+                });
+            }
+            let mut rx = rx;
+            // Most in-process replies come within one turn of the scheduler:
+            // give the actor that turn before paying for a timer.
+            if let Some(reply) = reply_within_a_turn(&mut rx).await {
+                return reply.unwrap_or_else(|_| {
+                    Err(CallError::NoReply {
+                        actor: target.shared.id.clone(),
+                        endpoint,
+                    })
                 });
             }
             match tokio::time::timeout(timeout, rx).await {
