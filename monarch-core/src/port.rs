@@ -39,7 +39,9 @@ pub(crate) type RemoteReply<T> = Box<dyn FnOnce(Option<Result<T, CallError>>) + 
 
 enum ReplyTo<T> {
     Local(Option<oneshot::Sender<Result<T, CallError>>>),
-    Remote(Option<RemoteReply<T>>),
+    /// Boxed twice so the variant is one thin pointer: replies travel in every
+    /// ask's queue slot, and most are local.
+    Remote(Option<Box<RemoteReply<T>>>),
 }
 
 impl<T> Reply<T> {
@@ -51,7 +53,7 @@ impl<T> Reply<T> {
 
     pub(crate) fn remote(complete: RemoteReply<T>) -> Self {
         Reply {
-            to: ReplyTo::Remote(Some(complete)),
+            to: ReplyTo::Remote(Some(Box::new(complete))),
         }
     }
 

@@ -358,6 +358,9 @@ impl<A: Actor> RefCore<A> {
             .map_err(|e| e.0)
     }
 
+    // Out of line, so the in-process path through `push` stays small.
+    #[cold]
+    #[inline(never)]
     fn push_remote(&self, remote: &RemoteTarget, message: A::Message) -> Result<(), SendError> {
         let endpoint = A::endpoint_name(&message);
         let peer = remote.link.peer();
