@@ -154,6 +154,42 @@ impl Ledger {
 }
 
 /// One runtime for every scenario: the process's transport lives on it.
+/// Owns a mesh from inside an actor: failures of its members come to its
+/// supervision hook, which reports them and carries on.
+struct Overseer {
+    counters: ActorMesh<Counter>,
+    failures: Port<String>,
+}
+
+#[actor]
+impl Overseer {
+    #[init]
+    async fn new(
+        (procs, failures): (ProcMesh, Port<String>),
+        ctx: &Context<Self>,
+    ) -> Result<Self, ActorError> {
+        let counters = procs
+            .spawn_owned::<Counter, _>(ctx, "counter", ())
+            .await
+            .map_err(ActorError::msg)?;
+        Ok(Overseer { counters, failures })
+    }
+
+    /// The pid of the member at `rank`.
+    #[endpoint]
+    async fn pid_of(&self, rank: usize) -> Result<u32, String> {
+        let member = self.counters.member(rank).map_err(|e| e.to_string())?;
+        let (_, pid) = member.whoami().call().await.map_err(|e| e.to_string())?;
+        Ok(pid)
+    }
+
+    #[on_supervision]
+    async fn member_failed(&mut self, _ctx: &Context<Self>, event: &SupervisionEvent) -> bool {
+        let _ = self.failures.send(event.to_string());
+        true
+    }
+}
+
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -547,6 +583,35 @@ async fn stopped_worker_is_noticed_by_heartbeat() -> Result<(), Failed> {
     Ok(())
 }
 
+async fn an_actor_owns_a_mesh_and_hears_of_its_failures() -> Result<(), Failed> {
+    let (owner, mut root_events) = recording_owner();
+    let procs = Host::owned_by(&owner)
+        .spawn_procs(shape! { procs = 2 })
+        .await?;
+    let (failures, mut reported) = open_port::<String>();
+    let overseer = owner
+        .spawn::<Overseer>("overseer", (procs.clone(), failures))
+        .await?;
+    let pid = bounded(overseer.pid_of(1).call()).await?;
+    signal(pid, libc::SIGKILL);
+    let report = bounded(reported.recv()).await.ok_or("no report")?;
+    check(
+        report.contains("counter") && report.contains("its process was lost"),
+        &format!("the owning actor heard of the lost member: {report}"),
+    )?;
+    check(
+        bounded(overseer.pid_of(0).call()).await.is_ok(),
+        "the owner carries on, and so does the other member",
+    )?;
+    check(
+        root_events.try_recv().is_err(),
+        "nothing reached the root: the owner handled it",
+    )?;
+    overseer.stop().await;
+    bounded(procs.stop()).await;
+    Ok(())
+}
+
 async fn supervision_event_from_a_remote_panic() -> Result<(), Failed> {
     let (owner, mut events) = recording_owner();
     let procs = Host::owned_by(&owner)
@@ -780,6 +845,9 @@ fn main() {
         }),
         ("stopped_worker_is_noticed_by_heartbeat", || {
             Box::pin(stopped_worker_is_noticed_by_heartbeat())
+        }),
+        ("an_actor_owns_a_mesh_and_hears_of_its_failures", || {
+            Box::pin(an_actor_owns_a_mesh_and_hears_of_its_failures())
         }),
         ("supervision_event_from_a_remote_panic", || {
             Box::pin(supervision_event_from_a_remote_panic())
