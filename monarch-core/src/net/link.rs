@@ -134,7 +134,7 @@ impl Link {
         inbound: Arc<dyn Inbound>,
     ) where
         R: AsyncRead + Unpin + Send + 'static,
-        W: AsyncWrite + Unpin + Send + 'static,
+        W: WritePart + Send + 'static,
     {
         let writing = tokio::spawn(write_loop(
             Arc::clone(self),
@@ -411,7 +411,7 @@ impl Link {
 }
 
 /// Writes queued frames, batching small ones, and pings when idle.
-async fn write_loop<W: AsyncWrite + Unpin>(
+async fn write_loop<W: WritePart>(
     link: Arc<Link>,
     mut writer: W,
     mut queue: Queue,
@@ -443,7 +443,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 if part.len() >= BATCH_LIMIT {
                     // Large parts go out as they are, never copied.
                     if writer.write_all(&batch).await.is_err()
-                        || writer.write_all(part).await.is_err()
+                        || writer.write_part(part).await.is_err()
                     {
                         return;
                     }
@@ -468,6 +468,37 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         link.queued.fetch_sub(written, Ordering::AcqRel);
     }
     let _ = writer.shutdown().await;
+}
+
+/// A byte stream a link writes to. Large parts of a frame are handed over as
+/// `Bytes`, so a transport that can take them without copying (quinn) does.
+pub(crate) trait WritePart: AsyncWrite + Unpin {
+    /// Writes all of `part`.
+    fn write_part(
+        &mut self,
+        part: &Bytes,
+    ) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+}
+
+impl WritePart for quinn::SendStream {
+    async fn write_part(&mut self, part: &Bytes) -> std::io::Result<()> {
+        self.write_chunk(part.clone())
+            .await
+            .map_err(std::io::Error::other)
+    }
+}
+
+impl WritePart for SharedSocket {
+    async fn write_part(&mut self, part: &Bytes) -> std::io::Result<()> {
+        self.write_all(part).await
+    }
+}
+
+#[cfg(test)]
+impl WritePart for tokio::io::WriteHalf<tokio::io::DuplexStream> {
+    async fn write_part(&mut self, part: &Bytes) -> std::io::Result<()> {
+        self.write_all(part).await
+    }
 }
 
 /// A same-host socket shared between the reader, the writer task and direct
