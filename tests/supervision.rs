@@ -136,6 +136,40 @@ async fn init_errors_and_panics_fail_the_spawn() {
     );
 }
 
+/// Built with a `Default` that panics: the spawn does not wait for it.
+struct Brittle;
+
+impl Default for Brittle {
+    fn default() -> Self {
+        panic!("no default for you");
+    }
+}
+
+#[actor]
+impl Brittle {
+    #[endpoint]
+    async fn ping(&self) {}
+}
+
+#[tokio::test]
+async fn a_panicking_default_reaches_the_owner() {
+    let (proc, mut faults) = recording_proc();
+    let brittle = bounded(proc.spawn::<Brittle>("brittle", ()))
+        .await
+        .expect("spawning a Default-built actor does not wait for it");
+    let event = bounded(faults.recv()).await.expect("an event");
+    assert_eq!(event.actor, *brittle.actor_id());
+    assert_eq!(event.endpoint.as_deref(), Some("init"));
+    assert_eq!(
+        event.failure,
+        Failure::Panicked("no default for you".into())
+    );
+    assert!(matches!(
+        bounded(brittle.ping().call()).await,
+        Err(CallError::Undeliverable { .. } | CallError::NoReply { .. })
+    ));
+}
+
 /// One level of a supervision tree: spawns the next level down in init, and
 /// either handles its child's failures (restarting it) or lets them climb.
 struct Level {

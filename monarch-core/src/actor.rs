@@ -26,6 +26,11 @@ pub trait Actor: Sized + Send + 'static {
     /// per endpoint.
     type Client: ActorClient<Self>;
 
+    /// Whether `init` cannot fail, so spawning need not wait for it. `#[actor]`
+    /// sets it for actors without `#[init]`, which are built with `Default`; if
+    /// that panics anyway, the failure goes to the owner as a supervision event.
+    const INIT_CANNOT_FAIL: bool = false;
+
     /// Builds the actor. It may spawn children through `ctx`; an error fails the
     /// spawn that called it.
     fn init(

@@ -1,5 +1,6 @@
 //! What travels through an actor's mailbox.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,14 +56,6 @@ fn addresses() -> std::sync::MutexGuard<'static, HashMap<ReturnAddress, Report>>
 }
 
 impl ReturnAddress {
-    /// A new address whose reports go to `report`, until [`Self::retire`].
-    pub(crate) fn register(report: impl Fn(Undeliverable) + Send + Sync + 'static) -> Self {
-        let tag = NEXT_ADDRESS.fetch_add(1, Ordering::Relaxed);
-        let address = ReturnAddress(NonZeroU64::new(tag).expect("tags start at 1"));
-        addresses().insert(address, Arc::new(report));
-        address
-    }
-
     /// The sender is gone: reports to it are dropped from now on.
     pub(crate) fn retire(self) {
         addresses().remove(&self);
@@ -77,14 +70,46 @@ impl ReturnAddress {
     }
 }
 
+/// The running actor's return address, registered in the table only the first
+/// time the actor sends something: an actor that never sends costs no entry.
+pub(crate) struct CurrentSender {
+    address: ReturnAddress,
+    report: RefCell<Option<Report>>,
+}
+
+impl CurrentSender {
+    /// A return address for an actor, reporting through `report` once used.
+    pub(crate) fn new(report: impl Fn(Undeliverable) + Send + Sync + 'static) -> Self {
+        let tag = NEXT_ADDRESS.fetch_add(1, Ordering::Relaxed);
+        CurrentSender {
+            address: ReturnAddress(NonZeroU64::new(tag).expect("tags start at 1")),
+            report: RefCell::new(Some(Arc::new(report))),
+        }
+    }
+
+    fn address(&self) -> ReturnAddress {
+        if let Some(report) = self.report.borrow_mut().take() {
+            addresses().insert(self.address, report);
+        }
+        self.address
+    }
+
+    /// The actor is gone: retires its address if it was ever used.
+    pub(crate) fn retire(&self) {
+        if self.report.borrow().is_none() {
+            self.address.retire();
+        }
+    }
+}
+
 tokio::task_local! {
     /// The return address of the actor whose task is running, if any.
-    pub(crate) static CURRENT_SENDER: ReturnAddress;
+    pub(crate) static CURRENT_SENDER: CurrentSender;
 }
 
 /// The current task's return address, when it is an actor's task.
 pub(crate) fn current_return_address() -> Option<ReturnAddress> {
-    CURRENT_SENDER.try_with(|address| *address).ok()
+    CURRENT_SENDER.try_with(CurrentSender::address).ok()
 }
 
 /// A message type with no values: what owners are notified with carries no

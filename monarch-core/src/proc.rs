@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use crate::actor::{Actor, HandlerError, Undeliverable};
 use crate::context::{Child, Context};
-use crate::mailbox::{Never, ReturnAddress, Signal, StopKind, CURRENT_SENDER};
+use crate::mailbox::{CurrentSender, Never, Signal, StopKind, CURRENT_SENDER};
 use crate::reference::{RefCore, Shared};
 use crate::supervision::{exit_on_fault, Failure, FaultHook, StopReason, SupervisionEvent};
 use crate::{registry, ActorId, ActorRef, CallError, ProcId, SpawnError};
@@ -125,10 +125,7 @@ impl Proc {
         params: A::Params,
         rank: usize,
     ) -> Result<ActorRef<A>, SpawnError> {
-        let actor = spawn_actor::<A>(self, Owner::Proc(self.clone()), name, params, rank).await?;
-        self.lock_roots()
-            .insert(actor.actor_id().clone(), Box::new(actor.clone()));
-        Ok(actor)
+        spawn_actor::<A>(self, Owner::Proc(self.clone()), name, params, rank).await
     }
 
     /// Stops every root actor (and so every actor) of this proc, each after the
@@ -214,9 +211,15 @@ pub(crate) async fn spawn_actor<A: Actor>(
     };
     let actor_ref = ActorRef::from_core(core.clone());
     registry::register_actor(&core);
+    if let Owner::Proc(proc) = &owner {
+        // A root from the start, so that its end (even a failing `init`) finds
+        // it there to remove.
+        let root: Box<dyn Child> = Box::new(ActorRef::<A>::clone(&actor_ref));
+        proc.lock_roots().insert(id.clone(), root);
+    }
     let return_address = {
         let mailbox = core.mailbox.downgrade();
-        ReturnAddress::register(move |undeliverable| {
+        CurrentSender::new(move |undeliverable| {
             if let Some(mailbox) = mailbox.upgrade() {
                 let _ = mailbox.send(Signal::Undeliverable(Box::new(undeliverable)));
             }
@@ -229,17 +232,27 @@ pub(crate) async fn spawn_actor<A: Actor>(
         rank,
         children: Mutex::new(Vec::new()),
     };
-    let (init_tx, init_rx) = oneshot::channel();
+    // An actor built with `Default` cannot fail to start: spawning it does not
+    // wait for its task to run `init`.
+    let (init_tx, init_rx) = if A::INIT_CANNOT_FAIL {
+        (None, None)
+    } else {
+        let (tx, rx) = oneshot::channel();
+        (Some(tx), Some(rx))
+    };
     let span = tracing::debug_span!("actor", id = %id);
     let owner_name = owner.description();
     tokio::spawn(
         CURRENT_SENDER
             .scope(return_address, async move {
                 run(ctx, params, receiver, owner, init_tx).await;
-                return_address.retire();
+                CURRENT_SENDER.with(CurrentSender::retire);
             })
             .instrument(span),
     );
+    let Some(init_rx) = init_rx else {
+        return Ok(actor_ref);
+    };
     match init_rx.await {
         Ok(Ok(())) => Ok(actor_ref),
         Ok(Err(error)) => Err(error),
@@ -250,13 +263,47 @@ pub(crate) async fn spawn_actor<A: Actor>(
     }
 }
 
+/// Reports a failed `init`: to the spawner if it waits for it, else (an init
+/// that was not expected to fail, such as a panicking `Default`) to the owner
+/// as a failure.
+fn report_init(
+    init_tx: Option<oneshot::Sender<Result<(), SpawnError>>>,
+    error: SpawnError,
+    owner: Owner,
+) {
+    let (actor, failure) = match &error {
+        SpawnError::Init { actor, error } => (actor.clone(), Failure::Error(error.report())),
+        SpawnError::InitPanicked { actor, message } => {
+            (actor.clone(), Failure::Panicked(message.clone()))
+        }
+        SpawnError::OwnerStopping { .. } => return,
+    };
+    if let Owner::Proc(proc) = &owner {
+        proc.lock_roots().remove(&actor);
+    }
+    if let Some(init_tx) = init_tx {
+        let _ = init_tx.send(Err(error));
+        return;
+    }
+    let event = SupervisionEvent {
+        actor: actor.clone(),
+        endpoint: Some("init".to_string()),
+        failure,
+        caused_by: None,
+    };
+    match owner {
+        Owner::Actor { notify, .. } => notify(Signal::Supervision(Box::new(event))),
+        Owner::Proc(proc) => (proc.fault_hook())(&event),
+    }
+}
+
 /// The life of one actor: init, the message loop, and the shutdown sequence.
 async fn run<A: Actor>(
     ctx: Context<A>,
     params: A::Params,
     mut receiver: mpsc::UnboundedReceiver<Signal<A::Message>>,
     owner: Owner,
-    init_tx: oneshot::Sender<Result<(), SpawnError>>,
+    init_tx: Option<oneshot::Sender<Result<(), SpawnError>>>,
 ) {
     let id = ctx.actor_id().clone();
     let mut actor = match AssertUnwindSafe(A::init(params, &ctx)).catch_unwind().await {
@@ -264,17 +311,23 @@ async fn run<A: Actor>(
         Ok(Err(error)) => {
             tracing::debug!(%error, "init failed");
             shut_down_unstarted(&ctx, &mut receiver).await;
-            let _ = init_tx.send(Err(SpawnError::Init { actor: id, error }));
+            report_init(init_tx, SpawnError::Init { actor: id, error }, owner);
             return;
         }
         Err(panic) => {
             let message = panic_message(panic.as_ref());
             shut_down_unstarted(&ctx, &mut receiver).await;
-            let _ = init_tx.send(Err(SpawnError::InitPanicked { actor: id, message }));
+            report_init(
+                init_tx,
+                SpawnError::InitPanicked { actor: id, message },
+                owner,
+            );
             return;
         }
     };
-    let _ = init_tx.send(Ok(()));
+    if let Some(init_tx) = init_tx {
+        let _ = init_tx.send(Ok(()));
+    }
 
     let reason = message_loop(&mut actor, &ctx, &mut receiver).await;
 

@@ -436,6 +436,8 @@ fn init_fn(krate: &TokenStream, init: Option<&Hook>) -> (TokenStream, TokenStrea
         return (
             quote!(()),
             quote! {
+                const INIT_CANNOT_FAIL: bool = true;
+
                 async fn init(
                     _params: (),
                     _ctx: &#krate::Context<Self>,
