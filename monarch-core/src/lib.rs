@@ -53,6 +53,9 @@ mod spawn;
 mod supervision;
 
 pub use actor::{Actor, ActorClient, HandlerError, Undeliverable};
+/// The buffer type that endpoint arguments travel in without copies.
+pub use bytes::Bytes;
+
 pub use bootstrap::bootstrap;
 pub use context::Context;
 pub use error::{ActorError, CallError, SendError, SpawnError};

@@ -24,7 +24,11 @@
 //! - `#[endpoint]`: an `async fn(&mut self | &self, [ctx: &Context<Self>,] args...)`
 //!   returning `T` or `Result<T, E>` (`E: Display`), with serde arguments and
 //!   reply. A last parameter `reply: ReplyPort<T>` makes the reply deferred: the
-//!   caller receives what is sent on the port.
+//!   caller receives what is sent on the port. An argument whose type is written
+//!   `Bytes` (it must be `bytes::Bytes`, re-exported as `monarch::Bytes`) travels
+//!   beside the encoded message rather than through the encoder: between
+//!   processes it is never copied into an encode buffer, and on one host a large
+//!   one arrives as a mapping of shared memory.
 //! - `#[init]`: `async fn(params: P [, ctx: &Context<Self>]) -> Self` or
 //!   `-> Result<Self, E>`; without it the actor needs `Default` and takes `()`.
 //! - `#[on_stop]`: `async fn(&mut self, ctx: &Context<Self>, reason: &StopReason)`.
