@@ -22,7 +22,7 @@ use tokio::net::UnixStream;
 use tokio::sync::{mpsc, Notify};
 
 use super::frame::{encode_prefix, FrameDecoder, Header};
-use super::shm::{Segment, SharedSegment, SHARE_FROM};
+use super::shm::{enabled as shm_enabled, Segment, SharedSegment, SHARE_FROM};
 use crate::remote::{Payload, RemoteError, ReplySink};
 
 /// What a link hands upwards.
@@ -217,7 +217,7 @@ impl Link {
         let mut described = Vec::with_capacity(segments.len());
         let mut inline = Vec::new();
         for segment in segments {
-            if self.direct.get().is_some() && segment.len() >= SHARE_FROM {
+            if self.direct.get().is_some() && segment.len() >= SHARE_FROM && shm_enabled() {
                 match SharedSegment::new(&segment) {
                     Ok(shared) => {
                         let lease = self.next_id.fetch_add(1, Ordering::Relaxed);

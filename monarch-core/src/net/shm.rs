@@ -24,6 +24,14 @@ use serde::{Deserialize, Serialize};
 /// Segments at least this large go through shared memory on same-host links.
 pub(crate) const SHARE_FROM: usize = 1 << 20;
 
+/// Whether large segments may go through shared memory: yes unless
+/// `MONARCH_SHM=off` (for hosts where processes may not open each other's
+/// descriptors through `/proc`).
+pub(crate) fn enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var("MONARCH_SHM").map_or(true, |v| v != "off"))
+}
+
 /// Where the unnamed files live: a memory-backed file system.
 const SHM_DIR: &str = "/dev/shm";
 
