@@ -401,6 +401,13 @@ async fn slices_and_refs_travel() -> Result<(), Failed> {
         bounded(mine.touch().call()).await? == 5,
         "four workers and us touched it",
     )?;
+    let wrong_type = get_or_spawn_controller::<Counter>("ledger", ()).await;
+    check(
+        wrong_type
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("is a")),
+        &format!("a singleton's name is bound to its type: {wrong_type:?}"),
+    )?;
 
     bounded(procs.stop()).await;
     Ok(())

@@ -118,7 +118,8 @@ pub(crate) struct Router {
     links: Mutex<HashMap<String, Arc<Link>>>,
     hello_waiters: Mutex<HashMap<ProcId, oneshot::Sender<Arc<Link>>>>,
     owners: Mutex<HashMap<ActorId, (String, SupervisionSink)>>,
-    singletons: tokio::sync::Mutex<HashMap<String, ActorId>>,
+    /// The job's singletons by name: their type and id.
+    singletons: tokio::sync::Mutex<HashMap<String, (String, ActorId)>>,
     /// In a worker: the link to the controller, whose loss ends the process.
     controller: OnceLock<Arc<Link>>,
 }
@@ -293,14 +294,18 @@ impl Router {
         params: Bytes,
     ) -> Result<ActorId, RemoteError> {
         let mut singletons = self.singletons.lock().await;
-        if let Some(id) = singletons.get(name) {
+        if let Some((existing, id)) = singletons.get(name) {
+            if existing != type_key {
+                return Err(RemoteError::Failed(format!(
+                    "the job's singleton `{name}` is a {existing}, not a {type_key}"
+                )));
+            }
             if registry::is_running(id) {
                 return Ok(id.clone());
             }
         }
-        let id =
-            spawn::spawn_registered(&crate::this_proc().clone(), type_key, name, params, 0).await?;
-        singletons.insert(name.to_string(), id.clone());
+        let id = spawn::spawn_registered(crate::this_proc(), type_key, name, params, 0).await?;
+        singletons.insert(name.to_string(), (type_key.to_string(), id.clone()));
         Ok(id)
     }
 
