@@ -73,7 +73,14 @@ impl Host {
         }
         let router = start_router(None, this_proc())?;
         static NEXT_MESH: AtomicUsize = AtomicUsize::new(0);
-        let name = format!("procs{}", NEXT_MESH.fetch_add(1, Ordering::Relaxed));
+        let number = NEXT_MESH.fetch_add(1, Ordering::Relaxed);
+        // Meshes started by a worker are named under it, so that names stay
+        // unique across the job.
+        let parent = this_proc().proc_id();
+        let name = match crate::bootstrap::worker_proc_id() {
+            Some(_) => format!("{}.{}.procs{number}", parent.job(), parent.rank()),
+            None => format!("procs{number}"),
+        };
         let program = std::env::current_exe().map_err(ProcMeshError::Exe)?;
         let host = local_hostname();
         let mut procs = Vec::with_capacity(shape.len());
