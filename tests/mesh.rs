@@ -127,6 +127,28 @@ impl Caller {
         target.count_to(n, port).send().is_ok()
     }
 
+    /// Starts a mesh of its own from this worker, uses it and stops it; returns
+    /// the members' proc names and values.
+    #[endpoint]
+    async fn nested(&self, by: i64) -> Result<Vec<(String, i64)>, String> {
+        let procs = this_host()
+            .spawn_procs(shape! { inner = 2 })
+            .await
+            .map_err(|e| e.to_string())?;
+        let counters = procs
+            .spawn::<Counter>("inner", ())
+            .await
+            .map_err(|e| e.to_string())?;
+        counters.incr(by).broadcast().map_err(|e| e.to_string())?;
+        let values = counters.get().call().await.map_err(|e| e.to_string())?;
+        let names = counters
+            .members()
+            .map(|(_, member)| member.actor_id().proc_id().job().to_string());
+        let result = names.zip(values.into_values()).collect();
+        procs.stop().await;
+        Ok(result)
+    }
+
     /// The id of the job's ledger singleton, as seen from here.
     #[endpoint]
     async fn ledger(&self) -> Result<String, String> {
@@ -389,6 +411,16 @@ async fn slices_and_refs_travel() -> Result<(), Failed> {
     check(
         streamed.iter().copied().eq(0..100),
         "a relayed port streams back in order and closes",
+    )?;
+
+    // A worker starts a mesh of its own, named under it.
+    let inner = bounded(callers.member(3)?.nested(7).call()).await?;
+    check(
+        inner.len() == 2
+            && inner
+                .iter()
+                .all(|(name, value)| *value == 7 && name.contains(".3.procs")),
+        &format!("a nested mesh works and is named under its parent: {inner:?}"),
     )?;
 
     // The singleton is one actor, whoever asks.
