@@ -34,6 +34,36 @@
 //! # }
 //! ```
 //!
+//! The same actor in a mesh of worker processes, one per point of a shape. The
+//! program re-executes itself as the workers, so `main` starts with
+//! `#[monarch::main]` (or a call to [`bootstrap`]):
+//!
+//! ```no_run
+//! # use monarch::prelude::*;
+//! # #[derive(Default)]
+//! # struct Counter { value: i64 }
+//! # #[actor]
+//! # impl Counter {
+//! #     #[endpoint]
+//! #     async fn incr(&mut self, by: i64) { self.value += by; }
+//! #     #[endpoint]
+//! #     async fn get(&self) -> i64 { self.value }
+//! # }
+//! #[monarch::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let procs = this_host().spawn_procs(shape! { hosts = 2, gpus = 4 }).await?;
+//!     let counters = procs.spawn::<Counter>("counter", ()).await?;
+//!     counters.incr(1).broadcast()?;                    // every member
+//!     let counts = counters.get().call().await?;        // a ValueMesh<i64>
+//!     println!("{counts}");                             // printed as a table
+//!     let gpu0 = counters.slice("gpus", 0)?;            // {hosts=2}
+//!     let first = gpu0.slice("hosts", 0)?.get().call_one().await?;
+//!     assert_eq!(first, 1);
+//!     procs.stop().await;
+//!     Ok(())
+//! }
+//! ```
+//!
 //! The runtime ([`monarch_core`]) is re-exported at the root; [`rdma`] holds
 //! registered memory and one-sided transfers, [`rl`] the async RL library and the
 //! Zorplex benchmark.

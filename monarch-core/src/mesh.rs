@@ -82,9 +82,9 @@ impl<A: RemoteActor> ActorMesh<A> {
     /// The mesh of `members` (in row-major order of `shape`).
     pub fn new(shape: Shape, members: Vec<ActorRef<A>>) -> Result<Self, ShapeError> {
         if members.len() != shape.len() {
-            return Err(ShapeError::RankOutOfRange {
-                rank: members.len(),
-                len: shape.len(),
+            return Err(ShapeError::WrongCount {
+                got: members.len(),
+                expected: shape.len(),
             });
         }
         Ok(Self::from_core(MeshCore::new(shape, members)))
@@ -568,6 +568,28 @@ pub struct ValueMesh<T> {
 }
 
 impl<T> ValueMesh<T> {
+    /// One value per point of `shape`, in rank order.
+    ///
+    /// ```
+    /// use monarch_core::{shape, ValueMesh};
+    ///
+    /// let losses = ValueMesh::new(shape! { hosts = 2, gpus = 2 }, vec![0.5, 0.4, 0.3, 0.2]).unwrap();
+    /// assert_eq!(*losses.at(&[1, 0]).unwrap(), 0.3);
+    /// assert_eq!(
+    ///     losses.to_string(),
+    ///     "           gpus=0  gpus=1\n{hosts=0}  0.5     0.4\n{hosts=1}  0.3     0.2"
+    /// );
+    /// ```
+    pub fn new(shape: Shape, values: Vec<T>) -> Result<Self, ShapeError> {
+        if values.len() != shape.len() {
+            return Err(ShapeError::WrongCount {
+                got: values.len(),
+                expected: shape.len(),
+            });
+        }
+        Ok(ValueMesh { shape, values })
+    }
+
     /// The shape the values are laid over.
     pub fn shape(&self) -> &Shape {
         &self.shape

@@ -71,6 +71,14 @@ pub enum ShapeError {
         /// The number of ranks.
         len: usize,
     },
+    /// A list meant to hold one item per point has a different length.
+    #[error("{got} items for a shape of {expected} points")]
+    WrongCount {
+        /// The items given.
+        got: usize,
+        /// The points of the shape.
+        expected: usize,
+    },
     /// A point does not have one coordinate per dimension, or one is too large.
     #[error("point {point:?} does not fit {shape}")]
     BadPoint {
