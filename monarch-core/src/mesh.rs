@@ -17,6 +17,7 @@
 #![allow(clippy::result_large_err)]
 
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::pin::Pin;
@@ -404,7 +405,6 @@ where
         let members = self.mesh.members();
         let shape = self.mesh.shape.clone();
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut outstanding = vec![true; members.len()];
         match self.encode(&members) {
             Ok(args) => {
                 for (rank, (_, member)) in members.iter().enumerate() {
@@ -429,11 +429,10 @@ where
             Err(_) => unreachable!("encode fails only with MeshError::Encode"),
         }
         let actors = members.iter().map(|(_, m)| m.actor_id().clone()).collect();
-        outstanding.shrink_to_fit();
         MeshStream {
             shape,
             receiver: rx,
-            outstanding,
+            outstanding: vec![true; members.len()],
             remaining: members.len(),
             actors,
             endpoint: self.endpoint,
@@ -557,8 +556,6 @@ impl<T> Stream for MeshStream<T> {
 }
 
 impl<T> Unpin for MeshStream<T> {}
-
-use std::future::Future;
 
 /// One value per point of a shape: what [`MeshCall::call`] gathers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -187,9 +187,13 @@ impl Link {
             .lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The cheap checks first: in a stream of frames the queue is busy and
+        // the clock need not be read.
+        if self.queued.load(Ordering::Acquire) > 0 || body.len() > DIRECT_LIMIT {
+            return self.enqueue(Outgoing::Frame(header, body));
+        }
         let now = Instant::now();
-        let in_burst = last_direct.is_some_and(|last| now.duration_since(last) < BURST);
-        if in_burst || self.queued.load(Ordering::Acquire) > 0 || body.len() > DIRECT_LIMIT {
+        if last_direct.is_some_and(|last| now.duration_since(last) < BURST) {
             return self.enqueue(Outgoing::Frame(header, body));
         }
         *last_direct = Some(now);
