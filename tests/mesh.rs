@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use libtest_mimic::{Arguments, Failed, Trial};
 use monarch::prelude::*;
-use monarch::{Failure, Host};
+use monarch::{CastTree, Failure, Host};
 
 /// Every wait in these tests is bounded by this.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -498,6 +498,177 @@ async fn ordering_across_processes(transport: &str) -> Result<(), Failed> {
     Ok(())
 }
 
+/// Casts through a tree with two children per process, so that most members
+/// of an 8-proc mesh are reached through relays.
+const TREE: CastTree = CastTree {
+    fanout: 2,
+    min_procs: 2,
+};
+
+async fn casts_through_a_tree(transport: &str) -> Result<(), Failed> {
+    let (owner, _events) = recording_owner();
+    let procs = Host::owned_by(&owner)
+        .with_env("MONARCH_TRANSPORT", transport)
+        .spawn_procs(shape! { hosts = 2, gpus = 4 })
+        .await?;
+    let counters = procs
+        .spawn::<Counter>("counter", ())
+        .await?
+        .with_cast_tree(TREE);
+
+    // Replies are gathered back through the relays.
+    let who = bounded(counters.whoami().call()).await?;
+    check(
+        who.values().iter().map(|(rank, _)| *rank).eq(0..8),
+        &format!("every rank answered in its place: {who:?}"),
+    )?;
+    let pids: std::collections::HashSet<u32> = who.values().iter().map(|(_, p)| *p).collect();
+    check(pids.len() == 8, "from eight processes")?;
+    let mut stream = counters.get().stream();
+    let mut streamed = Vec::new();
+    while let Some((point, value)) = bounded(stream.next()).await {
+        streamed.push((counters.shape().rank_of(point.coords())?, value?));
+    }
+    streamed.sort_unstable();
+    check(
+        streamed == (0..8).map(|r| (r, 0)).collect::<Vec<_>>(),
+        "a stream through the tree yields every member once",
+    )?;
+    match bounded(counters.fail("no".into()).call()).await {
+        Err(MeshError::Member { rank, error, .. }) => check(
+            rank < 8 && matches!(error, CallError::Endpoint { .. }),
+            "an endpoint error comes back through the relays with its rank",
+        )?,
+        other => return Err(format!("expected a member error, got {other:?}").into()),
+    }
+
+    // One sender mixes casts through the tree, casts to slices (other trees)
+    // and direct sends: every member handles what it got in the order sent.
+    const N: u64 = 600;
+    let mut expected: Vec<Vec<u64>> = vec![Vec::new(); 8];
+    let back_half = counters.slice("hosts", 1)?;
+    for seq in 0..N {
+        match seq % 4 {
+            0 => {
+                counters.record("one".into(), seq).broadcast()?;
+                expected.iter_mut().for_each(|e| e.push(seq));
+            }
+            1 => {
+                back_half.record("one".into(), seq).broadcast()?;
+                expected[4..].iter_mut().for_each(|e| e.push(seq));
+            }
+            _ => {
+                let rank = (seq as usize * 7) % 8;
+                counters.member(rank)?.record("one".into(), seq).send()?;
+                expected[rank].push(seq);
+            }
+        }
+    }
+    let seen = bounded(counters.seen().call()).await?;
+    for (rank, seen) in seen.values().iter().enumerate() {
+        check(
+            seen.get("one") == Some(&expected[rank]),
+            &format!("rank {rank} saw its messages complete and in order"),
+        )?;
+    }
+
+    // Stopping drains what went through the tree before.
+    counters.incr(5).broadcast()?;
+    let totals = bounded(counters.get().call()).await?;
+    check(
+        totals.values().iter().all(|v| *v == 5),
+        "every member counted",
+    )?;
+    bounded(counters.stop()).await;
+    bounded(procs.stop()).await;
+    Ok(())
+}
+
+async fn a_lost_relay_holds_nothing_up() -> Result<(), Failed> {
+    let (owner, _events) = recording_owner();
+    let procs = Host::owned_by(&owner)
+        .spawn_procs(shape! { procs = 8 })
+        .await?;
+    let counters = procs
+        .spawn::<Counter>("counter", ())
+        .await?
+        .with_cast_tree(TREE);
+    let who = bounded(counters.whoami().call()).await?;
+    let pid = |rank: usize| who.values()[rank].1;
+
+    // With two children each, a cast to all eight goes 0 -> {1 -> 2, 3} and
+    // 4 -> {5 -> 6, 7}: rank 2 is reached only through ranks 0 and 1. Stop
+    // rank 1, so that the cast waits in it.
+    signal(pid(1), libc::SIGSTOP);
+    check(wait_stopped(pid(1)).await, "rank 1 stops")?;
+    counters.record("cast".into(), 0).broadcast()?;
+    // A direct call sent after the cast must wait for it...
+    let behind = tokio::spawn({
+        let target = counters.member(2)?.clone();
+        async move { target.record("direct".into(), 1).call().await }
+    });
+    let waited = tokio::time::timeout(Duration::from_millis(300), async {
+        while !behind.is_finished() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    check(
+        waited.is_err(),
+        "a direct call does not overtake a cast still in a relay",
+    )?;
+    // ...until the relay is lost: rank 0 reports the cast lost for ranks 1
+    // and 2, and the controller tells rank 2 not to wait for it.
+    signal(pid(1), libc::SIGKILL);
+    bounded(behind).await??;
+    let seen = bounded(counters.member(2)?.seen().call()).await?;
+    check(
+        seen.get("direct") == Some(&vec![1]) && !seen.contains_key("cast"),
+        &format!("rank 2 handled the direct call and lost the cast: {seen:?}"),
+    )?;
+    let seen = bounded(counters.member(3)?.seen().call()).await?;
+    check(
+        seen.get("cast") == Some(&vec![0]),
+        "rank 3, behind the live relay 0, got the cast",
+    )?;
+
+    // A relay the controller sends to itself: the last four form a tree
+    // 4 -> 5 and 6 -> 7.
+    let back = counters.slice("procs", 4..8)?;
+    signal(pid(4), libc::SIGSTOP);
+    check(wait_stopped(pid(4)).await, "rank 4 stops")?;
+    back.record("cast".into(), 2).broadcast()?;
+    let behind = tokio::spawn({
+        let target = counters.member(5)?.clone();
+        async move { target.record("direct".into(), 3).call().await }
+    });
+    signal(pid(4), libc::SIGKILL);
+    bounded(behind).await??;
+    let seen = bounded(counters.member(5)?.seen().call()).await?;
+    check(
+        seen.get("direct") == Some(&vec![3]) && seen.get("cast") == Some(&vec![0]),
+        &format!("rank 5 handled the direct call and lost the second cast: {seen:?}"),
+    )?;
+
+    // A call through the tree names the lost members and gets the rest.
+    let mut stream = counters.get().stream();
+    let (mut ok, mut lost) = (Vec::new(), Vec::new());
+    while let Some((point, value)) = bounded(stream.next()).await {
+        match value {
+            Ok(_) => ok.push(point.coords()[0]),
+            Err(_) => lost.push(point.coords()[0]),
+        }
+    }
+    ok.sort_unstable();
+    lost.sort_unstable();
+    check(
+        ok == [0, 2, 3, 5, 6, 7] && lost == [1, 4],
+        &format!("the live members answer ({ok:?}), the lost ones fail ({lost:?})"),
+    )?;
+    bounded(procs.stop()).await;
+    Ok(())
+}
+
 async fn large_bytes_argument(transport: &str) -> Result<(), Failed> {
     let (owner, _events) = recording_owner();
     let procs = Host::owned_by(&owner)
@@ -872,6 +1043,15 @@ fn main() {
         }),
         ("ordering_across_processes_over_quic", || {
             Box::pin(ordering_across_processes("quic"))
+        }),
+        ("casts_through_a_tree", || {
+            Box::pin(casts_through_a_tree("same-host"))
+        }),
+        ("casts_through_a_tree_over_quic", || {
+            Box::pin(casts_through_a_tree("quic"))
+        }),
+        ("a_lost_relay_holds_nothing_up", || {
+            Box::pin(a_lost_relay_holds_nothing_up())
         }),
         ("large_bytes_argument", || {
             Box::pin(large_bytes_argument("same-host"))

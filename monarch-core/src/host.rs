@@ -378,7 +378,10 @@ impl ProcMesh {
             worker.stopping.store(true, Ordering::Release);
             let _ = tokio::time::timeout(
                 STARTUP_TIMEOUT,
-                request(&worker.link, Bytes::new(), |ack| Header::StopProc { ack }),
+                request(&worker.link, Bytes::new(), |ack| Header::StopProc {
+                    ack,
+                    seq: worker.link.next_seq(),
+                }),
             )
             .await;
             drop(lock(&worker.stdin).take());

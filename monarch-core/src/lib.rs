@@ -64,7 +64,7 @@ pub use id::{ActorId, ProcId};
 pub use mesh::{
     ActorMesh, MeshCall, MeshClient, MeshCore, MeshError, MeshStream, RemoteActor, ValueMesh,
 };
-pub use net::{CredentialError, TransportError};
+pub use net::{CastTree, CredentialError, TransportError};
 pub use port::{open_port, Port, PortClosed, PortReceiver, Reply, ReplyPort, ReplySlot};
 pub use proc::{this_proc, Proc};
 pub use reference::{ActorRef, Call, RefCore, DEFAULT_CALL_TIMEOUT};

@@ -16,6 +16,7 @@
 // they can be matched on directly; they are on the failure path only.
 #![allow(clippy::result_large_err)]
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -31,6 +32,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::sync::mpsc;
 
+use crate::net::{CastTree, Target};
 use crate::remote::{decode, Payload, RemoteError, ReplySink};
 use crate::shape::{Point, Shape, ShapeError, SliceArg};
 use crate::{Actor, ActorRef, CallError, SendError, DEFAULT_CALL_TIMEOUT};
@@ -66,6 +68,8 @@ pub struct MeshCore<A: Actor> {
     /// Calls in flight per base rank, for `choose`.
     in_flight: Arc<[AtomicUsize]>,
     next: Arc<AtomicUsize>,
+    /// How casts to this mesh fan out.
+    tree: CastTree,
 }
 
 impl<A: Actor> Clone for MeshCore<A> {
@@ -75,6 +79,7 @@ impl<A: Actor> Clone for MeshCore<A> {
             shape: self.shape.clone(),
             in_flight: Arc::clone(&self.in_flight),
             next: Arc::clone(&self.next),
+            tree: self.tree,
         }
     }
 }
@@ -124,6 +129,16 @@ impl<A: RemoteActor> ActorMesh<A> {
         Ok(Self::from_core(core))
     }
 
+    /// This mesh with casts fanning out as `tree` says, rather than as the
+    /// process default ([`CastTree::default`]). The setting stays with this
+    /// handle and its slices; a copy sent to another process uses that
+    /// process's default.
+    pub fn with_cast_tree(&self, tree: CastTree) -> Self {
+        let mut core = self.core().clone();
+        core.tree = tree;
+        Self::from_core(core)
+    }
+
     /// The actor at `rank` of this mesh.
     pub fn member(&self, rank: usize) -> Result<&ActorRef<A>, ShapeError> {
         let core = self.core();
@@ -154,6 +169,7 @@ impl<A: Actor> MeshCore<A> {
             shape,
             in_flight,
             next: Arc::new(AtomicUsize::new(0)),
+            tree: CastTree::default(),
         }
     }
 
@@ -299,20 +315,15 @@ where
     pub fn broadcast(self) -> Result<(), MeshError> {
         let members = self.mesh.members();
         let args = self.encode(&members)?;
-        let mut first_error = None;
-        for (rank, (_, member)) in members.iter().enumerate() {
-            if let Err(error) = member
-                .core()
-                .send_encoded(self.endpoint, args.clone(), None)
-            {
-                first_error.get_or_insert(MeshError::Send {
-                    rank,
-                    point: self.point(rank),
-                    error,
-                });
-            }
+        let failed = self.send_all(&members, args, |_, _| None);
+        match failed.into_iter().next() {
+            Some((rank, error)) => Err(MeshError::Send {
+                rank,
+                point: self.point(rank),
+                error,
+            }),
+            None => Ok(()),
         }
-        first_error.map_or(Ok(()), Err)
     }
 
     /// Asks every member and gathers the replies by rank and point. Any
@@ -407,15 +418,11 @@ where
         let (tx, rx) = mpsc::unbounded_channel();
         match self.encode(&members) {
             Ok(args) => {
-                for (rank, (_, member)) in members.iter().enumerate() {
-                    let sink = reply_sink::<T>(tx.clone(), rank, member, self.endpoint);
-                    if let Err(error) =
-                        member
-                            .core()
-                            .send_encoded(self.endpoint, args.clone(), Some(sink))
-                    {
-                        let _ = tx.send((rank, Err(send_to_call_error(error, self.endpoint))));
-                    }
+                let failed = self.send_all(&members, args, |rank, member| {
+                    Some(reply_sink::<T>(tx.clone(), rank, member, self.endpoint))
+                });
+                for (rank, error) in failed {
+                    let _ = tx.send((rank, Err(send_to_call_error(error, self.endpoint))));
                 }
             }
             Err(MeshError::Encode { error, .. }) => {
@@ -439,6 +446,62 @@ where
             deadline: Box::pin(tokio::time::sleep(self.timeout)),
             timeout: self.timeout,
         }
+    }
+
+    /// Sends the encoded call to every member, with the reply sink `sink`
+    /// makes for each rank (`None` for a tell): through a cast tree when the
+    /// members live in enough other processes (see [`CastTree`]), else one send
+    /// each. Returns the members that could not be sent to.
+    fn send_all(
+        &self,
+        members: &[(usize, &ActorRef<A>)],
+        args: Payload,
+        sink: impl Fn(usize, &ActorRef<A>) -> Option<ReplySink>,
+    ) -> Vec<(usize, SendError)> {
+        let tree = self.mesh.tree;
+        let remote_procs: HashSet<&str> = members
+            .iter()
+            .filter_map(|(_, m)| m.core().remote.as_ref().map(|r| r.link.peer()))
+            .collect();
+        let through_tree = tree.applies(remote_procs.len());
+        let mut failed = Vec::new();
+        let mut targets = Vec::new();
+        let mut sinks = HashMap::new();
+        for (rank, (_, member)) in members.iter().enumerate() {
+            let sink = sink(rank, member);
+            match &member.core().remote {
+                Some(remote) if through_tree && !remote.link.is_closed() => {
+                    targets.push(Target {
+                        rank: rank as u32,
+                        actor: member.actor_id().clone(),
+                        link: Arc::clone(&remote.link),
+                    });
+                    if let Some(sink) = sink {
+                        sinks.insert(rank as u32, sink);
+                    }
+                }
+                _ => {
+                    if let Err(error) =
+                        member
+                            .core()
+                            .send_encoded(self.endpoint, args.clone(), sink)
+                    {
+                        failed.push((rank, error));
+                    }
+                }
+            }
+        }
+        if !targets.is_empty() {
+            let wants_replies = !sinks.is_empty();
+            crate::net::cast(
+                tree.fanout,
+                self.endpoint,
+                &args,
+                targets,
+                wants_replies.then_some(sinks),
+            );
+        }
+        failed
     }
 
     /// Encodes the arguments once for `members`, leasing any ports in them to

@@ -70,8 +70,9 @@ impl<A: Actor> ActorRef<A> {
             Some(remote) => {
                 let (tx, rx) = oneshot::channel();
                 let actor = core.shared.id.clone();
+                let seq = remote.link.next_seq();
                 remote.link.request(
-                    |ack| Header::Stop { actor, ack },
+                    |ack| Header::Stop { actor, ack, seq },
                     Bytes::new(),
                     ReplySink::new(move |_| {
                         let _ = tx.send(());
@@ -282,6 +283,7 @@ impl<A: Actor> RefCore<A> {
                     args: payload.args,
                     segments: inline,
                 };
+                let seq = remote.link.next_seq();
                 let sent = match reply {
                     Some(sink) => {
                         remote.link.request(
@@ -290,6 +292,7 @@ impl<A: Actor> RefCore<A> {
                                 endpoint,
                                 reply: Some(id),
                                 segments,
+                                seq,
                             },
                             payload,
                             sink,
@@ -302,6 +305,7 @@ impl<A: Actor> RefCore<A> {
                             endpoint,
                             reply: None,
                             segments,
+                            seq,
                         },
                         payload,
                     ),

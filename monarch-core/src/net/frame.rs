@@ -14,6 +14,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
 use super::shm::Segment;
+use super::tree::CastNode;
 use crate::remote::RemoteError;
 use crate::supervision::SupervisionEvent;
 use crate::{ActorId, ProcId};
@@ -30,13 +31,31 @@ pub(crate) enum Header {
     /// The first frame each side sends: who it is and where it listens.
     Hello { proc: ProcId, addr: Option<String> },
     /// A message for an actor; the body holds the encoded arguments, then
-    /// the `Bytes` arguments that `segments` says travel inline.
+    /// the `Bytes` arguments that `segments` says travel inline. `seq` numbers
+    /// it among the messages from the sender's process to the receiver's.
     Message {
         to: ActorId,
         endpoint: String,
         reply: Option<u64>,
         segments: Vec<Segment>,
+        seq: u64,
     },
+    /// A cast for `node`'s members, to be forwarded to its children; the
+    /// body is as for `Message`.
+    Cast(CastFrame),
+    /// The reply of the member of cast rank `rank`; on success the body holds
+    /// the value.
+    CastReply {
+        cast: u64,
+        rank: u32,
+        result: Result<(), RemoteError>,
+    },
+    /// The sender's subtree has the cast, except the processes in `lost`,
+    /// whose links were lost before they reported.
+    CastDelivered { cast: u64, lost: Vec<String> },
+    /// Message `seq` from the sender's process was lost with a relay: do not
+    /// wait for it.
+    Skip { seq: u64 },
     /// The receiver is done with the shared segment of this lease.
     SegmentReleased { lease: u64 },
     /// The reply to a message or request; on success the body holds the value.
@@ -45,7 +64,7 @@ pub(crate) enum Header {
         result: Result<(), RemoteError>,
     },
     /// Stop an actor after what was sent before; acknowledged with a `Reply`.
-    Stop { actor: ActorId, ack: u64 },
+    Stop { actor: ActorId, ack: u64, seq: u64 },
     /// A value for a port owned by the receiver; the body holds it.
     PortValue { port: u64 },
     /// The sender holds no more clones of this port.
@@ -70,11 +89,25 @@ pub(crate) enum Header {
     /// An actor of the sender's failed with nobody there to handle it.
     Supervision { event: SupervisionEvent },
     /// Stop every actor of the receiving proc, acknowledge, then exit.
-    StopProc { ack: u64 },
+    StopProc { ack: u64, seq: u64 },
     /// Liveness probe; answered with `Pong`.
     Ping,
     /// The answer to `Ping`.
     Pong,
+}
+
+/// A cast from the process at `origin`. Replies and delivery reports go back
+/// to the sender as `CastReply` and `CastDelivered` with the same `cast`
+/// number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct CastFrame {
+    pub(crate) origin: String,
+    pub(crate) cast: u64,
+    pub(crate) endpoint: String,
+    /// Whether the members' replies are wanted.
+    pub(crate) reply: bool,
+    pub(crate) segments: Vec<Segment>,
+    pub(crate) node: CastNode,
 }
 
 /// Malformed input: the connection it came from is closed.
@@ -204,6 +237,7 @@ mod tests {
             endpoint: "incr".into(),
             reply: Some(7),
             segments: vec![],
+            seq: 3,
         }
     }
 

@@ -21,6 +21,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, Notify};
 
+use super::cast::OrderSlot;
 use super::frame::{encode_prefix, FrameDecoder, Header};
 use super::shm::{enabled as shm_enabled, Segment, SharedSegment, SHARE_FROM};
 use crate::remote::{Payload, RemoteError, ReplySink};
@@ -66,6 +67,11 @@ pub(crate) struct Link {
     shared: Mutex<HashMap<u64, SharedSegment>>,
     pending: Mutex<Pending>,
     next_id: AtomicU64,
+    /// The number of the next ordered frame (message or stop) to the peer.
+    next_seq: AtomicU64,
+    /// The order of messages from the peer's process, shared with the relays
+    /// that bring casts from it.
+    order: OnceLock<Arc<OrderSlot>>,
     closed: AtomicBool,
     close_notify: Notify,
     reason: Mutex<Option<String>>,
@@ -110,6 +116,8 @@ impl Link {
                 replies: HashMap::new(),
             }),
             next_id: AtomicU64::new(1),
+            next_seq: AtomicU64::new(0),
+            order: OnceLock::new(),
             closed: AtomicBool::new(false),
             close_notify: Notify::new(),
             reason: Mutex::new(None),
@@ -120,6 +128,18 @@ impl Link {
     /// The peer's listen address.
     pub(crate) fn peer(&self) -> &str {
         &self.peer
+    }
+
+    /// Numbers the next ordered frame to the peer: every message and stop for
+    /// its actors, whether sent over this link or through relays.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The order of messages from the peer's process, made by `make` on first
+    /// use.
+    pub(crate) fn order(&self, make: impl FnOnce() -> Arc<OrderSlot>) -> &Arc<OrderSlot> {
+        self.order.get_or_init(make)
     }
 
     /// Runs the link over a connected stream until it closes. `decoder` may
@@ -602,6 +622,7 @@ mod tests {
             |id| Header::Stop {
                 actor: ActorId::new(ProcId::new("j", "h", 0), "a", 0),
                 ack: id,
+                seq: 0,
             },
             Bytes::new(),
             ReplySink::new(move |r| {

@@ -2,14 +2,19 @@
 //! router that ties them to local actors.
 
 mod baseline;
+mod cast;
 mod credential;
 mod frame;
+mod gather;
 mod link;
 mod local;
 mod router;
+mod sequence;
 mod shm;
+mod tree;
 
 pub use baseline::bare_quinn_transfer;
+pub(crate) use cast::{cast, Target};
 pub(crate) use credential::Credential;
 pub use credential::CredentialError;
 pub(crate) use frame::Header;
@@ -17,3 +22,4 @@ pub(crate) use link::Link;
 pub(crate) use router::{fail, router, start_router, Router, SupervisionSink};
 pub use router::{probe_as_intruder, TransportError};
 pub(crate) use shm::{map as map_shared, Segment};
+pub use tree::CastTree;

@@ -11,6 +11,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 
+use super::cast::{Casts, OrderSlot, Ordered};
 use super::credential::{Credential, SERVER_NAME};
 use super::frame::{encode_prefix, FrameDecoder, Header, DEFAULT_MAX_FRAME};
 use super::link::{Heartbeat, Inbound, Link, Queue};
@@ -122,6 +123,10 @@ pub(crate) struct Router {
     singletons: tokio::sync::Mutex<HashMap<String, (String, ActorId)>>,
     /// In a worker: the link to the controller, whose loss ends the process.
     controller: OnceLock<Arc<Link>>,
+    /// Casts forwarded from here and still gathered for.
+    pub(crate) casts: Casts,
+    /// The order of messages from each origin process, by its address.
+    orders: Mutex<HashMap<String, Arc<OrderSlot>>>,
 }
 
 static ROUTER: OnceLock<Arc<Router>> = OnceLock::new();
@@ -189,6 +194,8 @@ pub(crate) fn start_router(
         owners: Mutex::new(HashMap::new()),
         singletons: tokio::sync::Mutex::new(HashMap::new()),
         controller: OnceLock::new(),
+        casts: Casts::default(),
+        orders: Mutex::new(HashMap::new()),
     });
     let _ = ROUTER.set(Arc::clone(&router));
     let accepting = Arc::clone(&router);
@@ -239,6 +246,25 @@ impl Router {
             }
         });
         link
+    }
+
+    /// The order of messages from the process at `origin`.
+    pub(crate) fn order_of(&self, origin: &str) -> Arc<OrderSlot> {
+        Arc::clone(lock(&self.orders).entry(origin.to_string()).or_default())
+    }
+
+    /// Hands `item`, message `seq` of an origin with the order `slot`, on in
+    /// its turn.
+    pub(crate) fn ordered(&self, slot: &OrderSlot, seq: u64, item: Ordered) {
+        let late = lock(slot).accept(seq, item, Ordered::handle);
+        if let Some(item) = late {
+            item.reject();
+        }
+    }
+
+    /// The order of messages from the peer of `link`.
+    fn order_from<'a>(&self, link: &'a Link) -> &'a Arc<OrderSlot> {
+        link.order(|| self.order_of(link.peer()))
     }
 
     /// Closes the link to `addr` (if any) for `reason`.
@@ -511,6 +537,7 @@ impl Inbound for Router {
                 endpoint,
                 reply,
                 segments,
+                seq,
             } => {
                 let sink = reply.map(|id| link.reply_sink(id));
                 let releasing = Arc::clone(link);
@@ -518,16 +545,38 @@ impl Inbound for Router {
                     releasing.send(Header::SegmentReleased { lease }, Bytes::new());
                 };
                 match crate::remote::Payload::split(body, &segments, released) {
-                    Ok(payload) => registry::deliver(&to, &endpoint, payload, sink),
-                    Err(error) => fail(sink, error),
+                    Ok(payload) => {
+                        let item = Ordered::Message {
+                            to,
+                            endpoint,
+                            payload,
+                            reply: sink,
+                        };
+                        self.ordered(self.order_from(link), seq, item);
+                    }
+                    Err(error) => {
+                        fail(sink, error);
+                        // Later messages are not held for this one.
+                        lock(self.order_from(link)).skip(seq, Ordered::handle);
+                    }
                 }
             }
-            Header::Stop { actor, ack } => {
-                let link = Arc::clone(link);
-                tokio::spawn(async move {
-                    registry::stop(&actor).await;
-                    link.reply(ack, Ok(Bytes::new()));
-                });
+            Header::Cast(frame) => super::cast::relay(link, frame, body),
+            Header::CastReply { cast, rank, result } => {
+                self.casts.reply(cast, rank, result.map(|()| body))
+            }
+            Header::CastDelivered { cast, lost } => self.casts.delivered(cast, lost),
+            Header::Skip { seq } => {
+                let mut order = lock(self.order_from(link));
+                order.skip(seq, Ordered::handle);
+            }
+            Header::Stop { actor, ack, seq } => {
+                let item = Ordered::Stop {
+                    actor,
+                    link: Arc::clone(link),
+                    ack,
+                };
+                self.ordered(self.order_from(link), seq, item);
             }
             Header::PortValue { port } => registry::deliver_port(port, body),
             Header::PortDropped { port } => registry::release_port(port, link.peer()),
@@ -563,13 +612,13 @@ impl Inbound for Router {
                 });
             }
             Header::Supervision { event } => self.supervision(event),
-            Header::StopProc { ack } => {
-                let link = Arc::clone(link);
-                let proc = self.host_proc.clone();
-                tokio::spawn(async move {
-                    proc.stop().await;
-                    link.reply(ack, Ok(Bytes::new()));
-                });
+            Header::StopProc { ack, seq } => {
+                let item = Ordered::StopProc {
+                    proc: self.host_proc.clone(),
+                    link: Arc::clone(link),
+                    ack,
+                };
+                self.ordered(self.order_from(link), seq, item);
             }
             Header::Hello { .. } | Header::Reply { .. } | Header::Ping | Header::Pong => {
                 tracing::warn!(peer = %link.peer(), "unexpected frame after the handshake");
@@ -579,6 +628,16 @@ impl Inbound for Router {
 
     fn closed(&self, link: &Arc<Link>, reason: &str) {
         registry::release_ports_of(link.peer());
+        self.casts.links_lost();
+        let peer_gone = lock(&self.links)
+            .get(link.peer())
+            .is_none_or(|l| l.is_closed());
+        if peer_gone {
+            let order = lock(&self.orders).get(link.peer()).cloned();
+            if let Some(order) = order {
+                lock(&order).close(Ordered::handle);
+            }
+        }
         let lost: Vec<(ActorId, SupervisionSink)> = {
             let mut owners = lock(&self.owners);
             let ids: Vec<ActorId> = owners

@@ -1,0 +1,524 @@
+//! Casts through a tree of processes, and ordered delivery at a receiver.
+//!
+//! The origin of a cast plans a [tree](super::tree), numbers the message for
+//! each process in its sequence to that process, and sends the cast to the
+//! roots of the subtrees. Each process that receives a cast hands its part to
+//! its members in its origin's order, forwards the rest to its children, and
+//! passes replies and delivery reports back up the link the cast came on.
+//!
+//! Every message and stop from one process to another carries such a number,
+//! whichever path it takes, and the receiver's [`Sequencer`] for that origin
+//! hands them on in order: a relayed cast never overtakes a direct message
+//! sent before it, nor the other way round. When a relay is lost, the process
+//! above it reports the processes below it as lost, and the origin tells each
+//! of them to skip the message they may never get.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use super::frame::{CastFrame, Header};
+use super::gather::Gather;
+use super::link::Link;
+use super::router::router;
+use super::sequence::Sequencer;
+use super::tree::{plan, CastNode, Planned};
+use crate::remote::{Payload, RemoteError, ReplySink};
+use crate::{registry, ActorId, Proc};
+
+/// The order of the messages from one origin process.
+pub(crate) type OrderSlot = Mutex<Sequencer<Ordered>>;
+
+/// A message handled only in its turn among its origin's messages to this
+/// process.
+pub(crate) enum Ordered {
+    /// A message for one actor; its reply goes back over the link it came on.
+    Message {
+        to: ActorId,
+        endpoint: String,
+        payload: Payload,
+        reply: Option<ReplySink>,
+    },
+    /// This process's part of a cast; replies go up `up` as the cast numbered.
+    Cast {
+        members: Members,
+        endpoint: String,
+        payload: Payload,
+        up: Option<(Arc<Link>, u64)>,
+    },
+    /// Stop an actor, then acknowledge.
+    Stop {
+        actor: ActorId,
+        link: Arc<Link>,
+        ack: u64,
+    },
+    /// Stop every actor of `proc`, acknowledge, and exit.
+    StopProc {
+        proc: Proc,
+        link: Arc<Link>,
+        ack: u64,
+    },
+}
+
+impl Ordered {
+    /// Hands the message on: this is its turn.
+    pub(crate) fn handle(self) {
+        match self {
+            Ordered::Message {
+                to,
+                endpoint,
+                payload,
+                reply,
+            } => registry::deliver(&to, &endpoint, payload, reply),
+            Ordered::Cast {
+                members,
+                endpoint,
+                payload,
+                up,
+            } => {
+                for (rank, actor) in members {
+                    let sink = up
+                        .as_ref()
+                        .map(|(link, cast)| reply_up(Arc::clone(link), *cast, rank));
+                    registry::deliver(&actor, &endpoint, payload.clone(), sink);
+                }
+            }
+            Ordered::Stop { actor, link, ack } => {
+                tokio::spawn(async move {
+                    registry::stop(&actor).await;
+                    link.reply(ack, Ok(Bytes::new()));
+                });
+            }
+            Ordered::StopProc { proc, link, ack } => {
+                tokio::spawn(async move {
+                    proc.stop().await;
+                    link.reply(ack, Ok(Bytes::new()));
+                });
+            }
+        }
+    }
+
+    /// Refuses a message whose turn has passed: a duplicate, or one given up
+    /// as lost with a relay that turned up after all.
+    pub(crate) fn reject(self) {
+        tracing::warn!("dropped a message that arrived after its turn had passed");
+        let error = || RemoteError::Unreachable("the message arrived after it was given up".into());
+        match self {
+            Ordered::Message { reply, .. } => super::fail(reply, error()),
+            Ordered::Cast { members, up, .. } => {
+                if let Some((link, cast)) = up {
+                    for (rank, _) in members {
+                        reply_up(Arc::clone(&link), cast, rank).complete(Err(error()));
+                    }
+                }
+            }
+            Ordered::Stop { link, ack, .. } | Ordered::StopProc { link, ack, .. } => {
+                link.reply(ack, Err(error()))
+            }
+        }
+    }
+}
+
+/// A sink that passes a member's reply up to the process the cast came from.
+fn reply_up(link: Arc<Link>, cast: u64, rank: u32) -> ReplySink {
+    ReplySink::new(move |result| send_reply(&link, cast, rank, result))
+}
+
+fn send_reply(link: &Link, cast: u64, rank: u32, result: Result<Bytes, RemoteError>) {
+    let (result, body) = match result {
+        Ok(body) => (Ok(()), body),
+        Err(error) => (Err(error), Bytes::new()),
+    };
+    link.send(Header::CastReply { cast, rank, result }, body);
+}
+
+/// The actors of one process in a cast, each with its rank in the cast.
+type Members = Vec<(u32, ActorId)>;
+
+/// One member of a cast from this process.
+pub(crate) struct Target {
+    /// Its rank in the cast.
+    pub(crate) rank: u32,
+    pub(crate) actor: ActorId,
+    /// The link to its process.
+    pub(crate) link: Arc<Link>,
+}
+
+/// Casts `endpoint` with `payload` to `targets` (all in other processes)
+/// through a tree of at most `fanout` children per process. With `sinks`, each
+/// rank's reply completes its sink.
+pub(crate) fn cast(
+    fanout: usize,
+    endpoint: &str,
+    payload: &Payload,
+    targets: Vec<Target>,
+    sinks: Option<HashMap<u32, ReplySink>>,
+) {
+    let Some(router) = router() else {
+        let error = RemoteError::Unreachable("this process has no transport".into());
+        for sink in sinks.into_iter().flat_map(HashMap::into_values) {
+            sink.complete(Err(error.clone()));
+        }
+        return;
+    };
+    // The processes reached, in order of first appearance, with their members.
+    let mut procs: Vec<(Arc<Link>, Members)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for target in targets {
+        let i = *index
+            .entry(target.link.peer().to_string())
+            .or_insert_with(|| {
+                procs.push((Arc::clone(&target.link), Vec::new()));
+                procs.len() - 1
+            });
+        procs[i].1.push((target.rank, target.actor));
+    }
+    let children = plan(procs.len(), fanout)
+        .iter()
+        .map(|planned| {
+            let node = build(planned, &mut procs);
+            (router.link(&node.addr), node)
+        })
+        .collect();
+    let reply = sinks.is_some();
+    router.casts.forward(
+        Upward::Origin {
+            sinks: sinks.unwrap_or_default(),
+        },
+        router.addr(),
+        endpoint,
+        reply,
+        payload,
+        children,
+    );
+}
+
+/// The wire form of a planned subtree, numbering the message for each process.
+fn build(planned: &Planned, procs: &mut [(Arc<Link>, Members)]) -> CastNode {
+    let (link, members) = &mut procs[planned.proc];
+    let node_addr = link.peer().to_string();
+    let seq = link.next_seq();
+    let members = std::mem::take(members);
+    CastNode {
+        addr: node_addr,
+        seq,
+        members,
+        children: planned.children.iter().map(|c| build(c, procs)).collect(),
+    }
+}
+
+/// A cast arrived from `from`: hands this process's part on in its origin's
+/// order and forwards the rest.
+pub(crate) fn relay(from: &Arc<Link>, frame: CastFrame, body: Bytes) {
+    let CastFrame {
+        origin,
+        cast,
+        endpoint,
+        reply,
+        segments,
+        node,
+    } = frame;
+    let Some(router) = router() else { return };
+    let releasing = Arc::clone(from);
+    let released = move |lease| {
+        releasing.send(Header::SegmentReleased { lease }, Bytes::new());
+    };
+    let payload = match Payload::split(body, &segments, released) {
+        Ok(payload) => payload,
+        Err(error) => {
+            tracing::error!(%error, "a cast could not be read; its subtree loses it");
+            if reply {
+                for rank in node.ranks() {
+                    send_reply(from, cast, rank, Err(error.clone()));
+                }
+            }
+            let lost = node.procs().into_iter().map(|(addr, _)| addr).collect();
+            from.send(Header::CastDelivered { cast, lost }, Bytes::new());
+            return;
+        }
+    };
+    let CastNode {
+        seq,
+        members,
+        children,
+        ..
+    } = node;
+    router.ordered(
+        &router.order_of(&origin),
+        seq,
+        Ordered::Cast {
+            members,
+            endpoint: endpoint.clone(),
+            payload: payload.clone(),
+            up: reply.then(|| (Arc::clone(from), cast)),
+        },
+    );
+    let children = children
+        .into_iter()
+        .map(|node| (router.link(&node.addr), node))
+        .collect();
+    router.casts.forward(
+        Upward::Parent {
+            link: Arc::clone(from),
+            cast,
+        },
+        &origin,
+        &endpoint,
+        reply,
+        &payload,
+        children,
+    );
+}
+
+/// The casts this process forwarded and still gathers for, by the number it
+/// gave each child's copy.
+#[derive(Default)]
+pub(crate) struct Casts {
+    next: AtomicU64,
+    open: Mutex<HashMap<u64, Entry>>,
+}
+
+struct Entry {
+    forwarding: Arc<Mutex<Forwarding>>,
+    child: usize,
+    link: Arc<Link>,
+}
+
+/// One cast forwarded from this process.
+struct Forwarding {
+    gather: Gather,
+    up: Upward,
+    children: Vec<ChildPart>,
+    /// Processes below whose delivery is unknown.
+    lost: Vec<String>,
+}
+
+struct ChildPart {
+    id: u64,
+    addr: String,
+    /// Every process of the child's subtree, with its message number.
+    procs: Vec<(String, u64)>,
+}
+
+/// Where what is gathered goes.
+enum Upward {
+    /// To the process the cast came from, numbered as it numbered it.
+    Parent { link: Arc<Link>, cast: u64 },
+    /// To the callers here: this process is the origin.
+    Origin { sinks: HashMap<u32, ReplySink> },
+}
+
+impl Casts {
+    /// Sends the cast to each child with its subtree and gathers what comes
+    /// back for `up`.
+    fn forward(
+        &self,
+        up: Upward,
+        origin: &str,
+        endpoint: &str,
+        reply: bool,
+        payload: &Payload,
+        children: Vec<(Arc<Link>, CastNode)>,
+    ) {
+        if children.is_empty() {
+            if let Upward::Parent { link, cast } = up {
+                link.send(
+                    Header::CastDelivered {
+                        cast,
+                        lost: Vec::new(),
+                    },
+                    Bytes::new(),
+                );
+            }
+            return;
+        }
+        let ranks = children
+            .iter()
+            .map(|(_, node)| if reply { node.ranks() } else { Vec::new() })
+            .collect();
+        let parts: Vec<ChildPart> = children
+            .iter()
+            .map(|(_, node)| ChildPart {
+                id: self.next.fetch_add(1, Ordering::Relaxed),
+                addr: node.addr.clone(),
+                procs: node.procs(),
+            })
+            .collect();
+        let ids: Vec<u64> = parts.iter().map(|p| p.id).collect();
+        let forwarding = Arc::new(Mutex::new(Forwarding {
+            gather: Gather::new(ranks),
+            up,
+            children: parts,
+            lost: Vec::new(),
+        }));
+        {
+            let mut open = lock(&self.open);
+            for (child, (link, _)) in children.iter().enumerate() {
+                open.insert(
+                    ids[child],
+                    Entry {
+                        forwarding: Arc::clone(&forwarding),
+                        child,
+                        link: Arc::clone(link),
+                    },
+                );
+            }
+        }
+        for (child, (link, node)) in children.into_iter().enumerate() {
+            let (segments, inline) = link.prepare_segments(payload.segments.clone());
+            let sent = link.send(
+                Header::Cast(CastFrame {
+                    origin: origin.to_string(),
+                    cast: ids[child],
+                    endpoint: endpoint.to_string(),
+                    reply,
+                    segments,
+                    node,
+                }),
+                Payload {
+                    args: payload.args.clone(),
+                    segments: inline,
+                },
+            );
+            if !sent {
+                self.child_lost(ids[child], &link.close_reason());
+            }
+        }
+    }
+
+    /// A reply came up from the child given number `cast`.
+    pub(crate) fn reply(&self, cast: u64, rank: u32, result: Result<Bytes, RemoteError>) {
+        let Some((forwarding, child)) = self.entry(cast) else {
+            return;
+        };
+        let mut f = lock(&forwarding);
+        if f.gather.reply(child, rank) {
+            f.up.reply(rank, result);
+            self.finish_if_done(&f);
+        }
+    }
+
+    /// The child given number `cast` reports its subtree has the cast.
+    pub(crate) fn delivered(&self, cast: u64, lost: Vec<String>) {
+        let Some((forwarding, child)) = self.entry(cast) else {
+            return;
+        };
+        let mut f = lock(&forwarding);
+        f.lost_below(child, lost);
+        if f.gather.delivered(child) {
+            f.report_delivered();
+        }
+        self.finish_if_done(&f);
+    }
+
+    /// Some link closed: every child behind a closed link is lost.
+    pub(crate) fn links_lost(&self) {
+        let lost: Vec<(u64, String)> = lock(&self.open)
+            .iter()
+            .filter(|(_, entry)| entry.link.is_closed())
+            .map(|(id, entry)| (*id, entry.link.close_reason()))
+            .collect();
+        for (id, reason) in lost {
+            self.child_lost(id, &reason);
+        }
+    }
+
+    fn child_lost(&self, cast: u64, reason: &str) {
+        let Some((forwarding, child)) = self.entry(cast) else {
+            return;
+        };
+        let mut f = lock(&forwarding);
+        let lost = f.gather.lost(child);
+        let why = format!(
+            "lost the cast's path through {}: {reason}",
+            f.children[child].addr
+        );
+        for rank in lost.unanswered {
+            f.up.reply(rank, Err(RemoteError::Unreachable(why.clone())));
+        }
+        if lost.undelivered {
+            let below = f.children[child]
+                .procs
+                .iter()
+                .map(|(addr, _)| addr.clone())
+                .collect();
+            f.lost_below(child, below);
+            if f.gather.all_delivered() {
+                f.report_delivered();
+            }
+        }
+        // Nothing more comes from a lost child.
+        lock(&self.open).remove(&cast);
+        self.finish_if_done(&f);
+    }
+
+    fn entry(&self, cast: u64) -> Option<(Arc<Mutex<Forwarding>>, usize)> {
+        lock(&self.open)
+            .get(&cast)
+            .map(|e| (Arc::clone(&e.forwarding), e.child))
+    }
+
+    fn finish_if_done(&self, f: &Forwarding) {
+        if f.gather.is_done() {
+            let mut open = lock(&self.open);
+            for part in &f.children {
+                open.remove(&part.id);
+            }
+        }
+    }
+}
+
+impl Forwarding {
+    /// The processes `lost` below `child` may never get the cast.
+    fn lost_below(&mut self, child: usize, lost: Vec<String>) {
+        if lost.is_empty() {
+            return;
+        }
+        match &self.up {
+            Upward::Parent { .. } => self.lost.extend(lost),
+            Upward::Origin { .. } => {
+                // Their messages may never come: tell each not to wait.
+                let Some(router) = router() else { return };
+                for (addr, seq) in &self.children[child].procs {
+                    if lost.contains(addr) {
+                        router
+                            .link(addr)
+                            .send(Header::Skip { seq: *seq }, Bytes::new());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every child has reported: so does this process, to its parent.
+    fn report_delivered(&mut self) {
+        if let Upward::Parent { link, cast } = &self.up {
+            link.send(
+                Header::CastDelivered {
+                    cast: *cast,
+                    lost: std::mem::take(&mut self.lost),
+                },
+                Bytes::new(),
+            );
+        }
+    }
+}
+
+impl Upward {
+    fn reply(&mut self, rank: u32, result: Result<Bytes, RemoteError>) {
+        match self {
+            Upward::Parent { link, cast } => send_reply(link, *cast, rank, result),
+            Upward::Origin { sinks } => {
+                if let Some(sink) = sinks.remove(&rank) {
+                    sink.complete(result);
+                }
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

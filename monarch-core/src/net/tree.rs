@@ -1,0 +1,222 @@
+//! Cast trees: how a cast to many processes is split so that no process sends
+//! more than a few copies of it, and the form in which each relay learns its
+//! part.
+
+use std::ops::Range;
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ActorId;
+
+/// How casts (`broadcast`, `call`, `stream`) to meshes spread over many
+/// processes fan out.
+///
+/// A cast that reaches at least `min_procs` other processes is sent to at most
+/// `fanout` of them; each forwards it to at most `fanout` more, and replies
+/// come back the same way, so no process sends or receives more than `fanout`
+/// copies. Smaller casts are sent to every process directly. Ordering holds
+/// either way: messages from one sender to one actor are handled in the order
+/// sent, whichever path each took.
+///
+/// The default is `fanout = 8, min_procs = 32`, or the values of the
+/// environment variables `MONARCH_CAST_FANOUT` and `MONARCH_CAST_TREE_MIN`.
+///
+/// ```
+/// use monarch_core::CastTree;
+///
+/// let tree = CastTree { fanout: 4, min_procs: 16 };
+/// assert!(tree.applies(64));
+/// assert!(!tree.applies(8));
+/// assert!(!CastTree::DIRECT.applies(10_000));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CastTree {
+    /// How many processes each sends a cast on to (at least 2 for a tree).
+    pub fanout: usize,
+    /// The fewest processes a cast must reach to go through a tree.
+    pub min_procs: usize,
+}
+
+impl CastTree {
+    /// Never a tree: one send per process.
+    pub const DIRECT: CastTree = CastTree {
+        fanout: 0,
+        min_procs: usize::MAX,
+    };
+
+    /// Whether a cast reaching `procs` other processes goes through a tree.
+    pub fn applies(&self, procs: usize) -> bool {
+        self.fanout >= 2 && procs >= self.min_procs.max(2) && procs > self.fanout
+    }
+}
+
+impl Default for CastTree {
+    fn default() -> Self {
+        static DEFAULT: OnceLock<CastTree> = OnceLock::new();
+        *DEFAULT.get_or_init(|| {
+            let var = |name: &str, default: usize| {
+                std::env::var(name)
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(default)
+            };
+            CastTree {
+                fanout: var("MONARCH_CAST_FANOUT", 8),
+                min_procs: var("MONARCH_CAST_TREE_MIN", 32),
+            }
+        })
+    }
+}
+
+/// One process of a planned tree, by its index in the list planned over.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Planned {
+    pub(crate) proc: usize,
+    pub(crate) children: Vec<Planned>,
+}
+
+/// Plans a tree over processes `0..procs`: the sender's children, each with
+/// the subtree it forwards to. Every process appears once; no node has more
+/// than `fanout` children; subtrees differ in size by at most one, so the depth
+/// is about log base `fanout` of `procs`.
+pub(crate) fn plan(procs: usize, fanout: usize) -> Vec<Planned> {
+    plan_range(0..procs, fanout.max(1))
+}
+
+fn plan_range(range: Range<usize>, fanout: usize) -> Vec<Planned> {
+    let len = range.len();
+    let parts = fanout.min(len);
+    let mut start = range.start;
+    (0..parts)
+        .map(|part| {
+            let size = len / parts + usize::from(part < len % parts);
+            let planned = Planned {
+                proc: start,
+                children: plan_range(start + 1..start + size, fanout),
+            };
+            start += size;
+            planned
+        })
+        .collect()
+}
+
+/// One process's part of a cast, as it travels: the number of the message for
+/// this process in its origin's sequence, the members it delivers to, and the
+/// subtrees it forwards to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct CastNode {
+    /// The process's address.
+    pub(crate) addr: String,
+    /// The message's number from the origin to this process.
+    pub(crate) seq: u64,
+    /// The actors here, each with its rank in the cast.
+    pub(crate) members: Vec<(u32, ActorId)>,
+    pub(crate) children: Vec<CastNode>,
+}
+
+impl CastNode {
+    /// The ranks of this subtree.
+    pub(crate) fn ranks(&self) -> Vec<u32> {
+        let mut ranks = Vec::new();
+        self.visit(&mut |node| ranks.extend(node.members.iter().map(|(rank, _)| *rank)));
+        ranks
+    }
+
+    /// The address and message number of every process of this subtree.
+    pub(crate) fn procs(&self) -> Vec<(String, u64)> {
+        let mut procs = Vec::new();
+        self.visit(&mut |node| procs.push((node.addr.clone(), node.seq)));
+        procs
+    }
+
+    fn visit(&self, f: &mut impl FnMut(&CastNode)) {
+        f(self);
+        for child in &self.children {
+            child.visit(f);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(nodes: &[Planned], depth: usize, seen: &mut Vec<(usize, usize)>) {
+        for node in nodes {
+            seen.push((node.proc, depth));
+            collect(&node.children, depth + 1, seen);
+        }
+    }
+
+    #[test]
+    fn every_process_is_reached_once_within_the_fanout() {
+        for procs in 0..200 {
+            for fanout in 2..6 {
+                let tree = plan(procs, fanout);
+                let mut seen = Vec::new();
+                collect(&tree, 1, &mut seen);
+                let mut ids: Vec<usize> = seen.iter().map(|(p, _)| *p).collect();
+                ids.sort_unstable();
+                assert_eq!(
+                    ids,
+                    (0..procs).collect::<Vec<_>>(),
+                    "{procs} procs, fanout {fanout}"
+                );
+                fn widest(nodes: &[Planned]) -> usize {
+                    nodes
+                        .iter()
+                        .map(|n| widest(&n.children))
+                        .chain([nodes.len()])
+                        .max()
+                        .unwrap_or(0)
+                }
+                assert!(widest(&tree) <= fanout);
+                let depth = seen.iter().map(|(_, d)| *d).max().unwrap_or(0);
+                // A full tree of this depth would hold at least this many.
+                let mut capacity = 0;
+                let mut level = 1;
+                for _ in 0..depth.saturating_sub(1) {
+                    level *= fanout;
+                    capacity += level;
+                }
+                assert!(
+                    depth <= 1 || capacity < procs,
+                    "{procs} procs, fanout {fanout}: depth {depth} is more than needed"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn small_casts_go_direct() {
+        let tree = CastTree {
+            fanout: 4,
+            min_procs: 2,
+        };
+        assert!(!tree.applies(4), "four procs fit in one fan-out");
+        assert!(tree.applies(5));
+        assert_eq!(
+            plan(3, 4).iter().filter(|p| p.children.is_empty()).count(),
+            3
+        );
+    }
+
+    #[test]
+    fn a_node_lists_its_subtree() {
+        let id = |i: u64| ActorId::new(crate::ProcId::new("j", "h", 0), "a", i);
+        let node = CastNode {
+            addr: "a".into(),
+            seq: 4,
+            members: vec![(0, id(0))],
+            children: vec![CastNode {
+                addr: "b".into(),
+                seq: 9,
+                members: vec![(1, id(1)), (2, id(2))],
+                children: vec![],
+            }],
+        };
+        assert_eq!(node.ranks(), [0, 1, 2]);
+        assert_eq!(node.procs(), [("a".to_string(), 4), ("b".to_string(), 9)]);
+    }
+}
