@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use monarch::prelude::*;
+use monarch::CastTree;
 
 /// Counts, echoes and swallows what it is sent.
 #[derive(Default)]
@@ -41,6 +42,12 @@ impl Echo {
         data.len()
     }
 
+    /// Starts a bare quinn echo server in this process; returns its address.
+    #[endpoint]
+    async fn quinn_echo(&self) -> Result<String, String> {
+        monarch::__private::bare_quinn_echo().await
+    }
+
     /// Starts a bare UDP echo server in this process; returns its address.
     #[endpoint]
     async fn udp_echo(&self) -> Result<String, String> {
@@ -60,6 +67,10 @@ impl Echo {
 
 const TELLS: u64 = 100_000;
 const BIG: usize = 64 << 20;
+/// The size of the large mesh that casts are measured on.
+const WIDE: usize = 32;
+/// The argument broadcast to the large mesh.
+const CAST_BYTES: usize = 8 << 20;
 
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
     tokio::runtime::Builder::new_multi_thread()
@@ -69,7 +80,7 @@ static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
 });
 
 struct Fixture {
-    _procs: [ProcMesh; 3],
+    _procs: [ProcMesh; 4],
     /// One actor in another process, over the same-host path.
     one: ActorMesh<Echo>,
     /// One actor in another process, over QUIC.
@@ -77,7 +88,11 @@ struct Fixture {
     /// One actor in a worker with a one-thread runtime, same-host path.
     one_thread: ActorMesh<Echo>,
     eight: ActorMesh<Echo>,
+    /// One actor in each of `WIDE` processes.
+    wide: ActorMesh<Echo>,
     udp_peer: String,
+    /// A bare quinn echo server in the QUIC worker.
+    quinn_peer: String,
 }
 
 async fn fixture() -> Fixture {
@@ -99,14 +114,22 @@ async fn fixture() -> Fixture {
         .await
         .expect("procs");
     let one_thread = thread_procs.spawn::<Echo>("echo", ()).await.expect("spawn");
+    let wide_procs = this_host()
+        .spawn_procs(shape! { procs = WIDE })
+        .await
+        .expect("procs");
+    let wide = wide_procs.spawn::<Echo>("echo", ()).await.expect("spawn");
     let udp_peer = one.udp_echo().call_one().await.expect("udp");
+    let quinn_peer = one_quic.quinn_echo().call_one().await.expect("quinn");
     Fixture {
-        _procs: [procs, quic_procs, thread_procs],
+        _procs: [procs, quic_procs, thread_procs, wide_procs],
         one,
         one_quic,
         one_thread,
         eight,
+        wide,
         udp_peer,
+        quinn_peer,
     }
 }
 
@@ -139,6 +162,22 @@ fn ask(c: &mut Criterion, f: &Fixture) {
                 socket.recv(&mut buf).expect("recv");
             }
             start.elapsed()
+        })
+    });
+    group.bench_function(BenchmarkId::new("loopback", "quinn_ping_pong"), |b| {
+        let mut client = RUNTIME
+            .block_on(monarch::__private::BareQuinnPingPong::connect(
+                &f.quinn_peer,
+            ))
+            .expect("connect");
+        b.iter_custom(|iters| {
+            RUNTIME.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    client.round_trip().await.expect("round trip");
+                }
+                start.elapsed()
+            })
         })
     });
     for (name, member) in paths(f) {
@@ -199,6 +238,37 @@ fn mesh_call(c: &mut Criterion, f: &Fixture) {
     group.bench_function(BenchmarkId::new("loopback", "call_8"), |b| {
         b.iter_custom(|iters| timed(iters, || f.eight.ping().call()))
     });
+    group.finish();
+}
+
+/// Casts to `WIDE` processes, one send per process against a tree.
+fn wide_cast(c: &mut Criterion, f: &Fixture) {
+    let direct = f.wide.with_cast_tree(CastTree::DIRECT);
+    let tree = f.wide.with_cast_tree(CastTree {
+        fanout: 8,
+        min_procs: 2,
+    });
+    let mut group = c.benchmark_group("cast_32_procs");
+    group.throughput(Throughput::Elements(1));
+    for (name, mesh) in [("call_direct", &direct), ("call_tree", &tree)] {
+        group.bench_function(BenchmarkId::new("loopback", name), |b| {
+            b.iter_custom(|iters| timed(iters, || mesh.ping().call()))
+        });
+    }
+    let data = Bytes::from(vec![7u8; CAST_BYTES]);
+    group.sample_size(10);
+    for (name, mesh) in [("bytes_direct", &direct), ("bytes_tree", &tree)] {
+        let data = &data;
+        group.bench_function(BenchmarkId::new("loopback", name), |b| {
+            b.iter_custom(|iters| {
+                timed(iters, || async move {
+                    let sizes = mesh.take(data.clone()).call().await?;
+                    assert!(sizes.values().iter().all(|n| *n == CAST_BYTES));
+                    Ok::<_, MeshError>(())
+                })
+            })
+        });
+    }
     group.finish();
 }
 
@@ -268,6 +338,7 @@ fn main() {
     ask(&mut c, &f);
     tell(&mut c, &f);
     mesh_call(&mut c, &f);
+    wide_cast(&mut c, &f);
     big(&mut c, &f);
     startup(&mut c);
     c.final_summary();
@@ -315,6 +386,16 @@ mod report {
                 );
             }
         }
+        if let (Some(m), Some(q)) = (
+            us("remote_ask", "monarch_quic"),
+            us("remote_ask", "quinn_ping_pong"),
+        ) {
+            row(
+                "ask round trip, QUIC, against bare quinn",
+                format!("{m:.1} us"),
+                format!("{:.2}x a bare quinn stream ping-pong ({q:.1} us)", m / q),
+            );
+        }
         for (name, path) in PATHS {
             if let Some(ns) = mean_ns("remote_tell_100k", name) {
                 let rate = super::TELLS as f64 / (ns * 1e-9);
@@ -330,6 +411,30 @@ mod report {
                 "call() on 8 procs",
                 format!("{call:.1} us"),
                 format!("{:.2}x one ask ({one:.1} us); target 3x", call / one),
+            );
+        }
+        if let (Some(tree), Some(direct)) = (
+            us("cast_32_procs", "call_tree"),
+            us("cast_32_procs", "call_direct"),
+        ) {
+            row(
+                "call() on 32 procs through a tree (fanout 8)",
+                format!("{tree:.1} us"),
+                format!("{:.2}x one send per proc ({direct:.1} us)", tree / direct),
+            );
+        }
+        if let (Some(tree), Some(direct)) = (
+            us("cast_32_procs", "bytes_tree"),
+            us("cast_32_procs", "bytes_direct"),
+        ) {
+            row(
+                "8 MiB Bytes call() on 32 procs through a tree",
+                format!("{:.1} ms", tree / 1e3),
+                format!(
+                    "{:.2}x one send per proc ({:.1} ms)",
+                    tree / direct,
+                    direct / 1e3
+                ),
             );
         }
         let gib = |ns: f64| super::BIG as f64 / (ns * 1e-9) / (1u64 << 30) as f64;

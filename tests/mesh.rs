@@ -53,6 +53,12 @@ impl Counter {
         millis
     }
 
+    /// Prints `line` on this process's standard output.
+    #[endpoint]
+    async fn say(&self, line: String) {
+        println!("{line}");
+    }
+
     #[endpoint]
     async fn fail(&self, why: String) -> Result<(), String> {
         Err(why)
@@ -900,16 +906,22 @@ async fn controller_killed_takes_workers_along() -> Result<(), Failed> {
     let stdout = controller.stdout.take().ok_or("no stdout")?;
     let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
     let mut pids = Vec::new();
+    let mut forwarded = false;
     while let Some(line) = bounded(lines.next_line()).await? {
         if let Some(rest) = line.strip_prefix("worker pids: ") {
             pids = rest
                 .split(',')
                 .map(|p| p.trim().parse::<u32>())
                 .collect::<Result<_, _>>()?;
+        }
+        // Worker output comes back named by actor mesh, proc mesh and rank.
+        forwarded |= line == "[counter@procs0 1] hello from a worker";
+        if forwarded && !pids.is_empty() {
             break;
         }
     }
     check(pids.len() == 2, "the controller reported its workers")?;
+    check(forwarded, "a worker's output came back with its prefix")?;
     let controller_pid = controller.id().ok_or("no pid")?;
     signal(controller_pid, libc::SIGKILL);
     let _ = bounded(controller.wait()).await;
@@ -997,6 +1009,11 @@ fn run_controller() -> ! {
             .expect("spawn procs");
         let counters = procs.spawn::<Counter>("counter", ()).await.expect("spawn");
         let who = counters.whoami().call().await.expect("whoami");
+        let one = counters.member(1).expect("rank 1");
+        one.say("hello from a worker".into())
+            .call()
+            .await
+            .expect("say");
         let pids: Vec<String> = who.values().iter().map(|(_, p)| p.to_string()).collect();
         println!("worker pids: {}", pids.join(","));
         tokio::time::sleep(LIMIT).await;

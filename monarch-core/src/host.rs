@@ -64,7 +64,8 @@ impl Host {
     ///
     /// Workers get `MONARCH_RANK`, `MONARCH_SHAPE` and `MONARCH_POINT` in their
     /// environment; their output is forwarded here, each line prefixed with the
-    /// proc's name and rank. They exit when the mesh is stopped or dropped, and
+    /// names of the actor meshes spawned on them, the proc mesh's name and the
+    /// rank: `[counter@procs0 3]` (`[procs0 3]` before any spawn). They exit when the mesh is stopped or dropped, and
     /// when this process exits, however it exits.
     pub async fn spawn_procs(&self, shape: Shape) -> Result<ProcMesh, ProcMeshError> {
         if crate::bootstrap::started_as_worker_without_bootstrap() {
@@ -85,6 +86,10 @@ impl Host {
         let host = local_hostname();
         let mut procs = Vec::with_capacity(shape.len());
         let mut hellos = Vec::with_capacity(shape.len());
+        let label = Arc::new(OutputLabel {
+            procs: name.clone(),
+            meshes: Mutex::new(Vec::new()),
+        });
         for (rank, point) in shape.points().enumerate() {
             let proc_id = ProcId::new(&name, &host, rank);
             let config = WorkerConfig {
@@ -110,9 +115,8 @@ impl Host {
                     program: program.display().to_string(),
                     source,
                 })?;
-            let prefix = format!("[{name} {rank}]");
-            forward_output(child.stdout.take(), prefix.clone(), false);
-            forward_output(child.stderr.take(), prefix, true);
+            forward_output(child.stdout.take(), Arc::clone(&label), rank, false);
+            forward_output(child.stderr.take(), Arc::clone(&label), rank, true);
             let stdin = child.stdin.take();
             procs.push((proc_id, child, stdin));
         }
@@ -164,6 +168,7 @@ impl Host {
                 shape,
                 workers,
                 owner: self.owner.clone(),
+                label,
             }),
         })
     }
@@ -181,6 +186,25 @@ struct ProcMeshInner {
     shape: Shape,
     workers: Vec<Worker>,
     owner: Proc,
+    label: Arc<OutputLabel>,
+}
+
+/// What the procs' forwarded output is prefixed with.
+struct OutputLabel {
+    procs: String,
+    /// The actor meshes spawned on the procs, in order.
+    meshes: Mutex<Vec<String>>,
+}
+
+impl OutputLabel {
+    fn prefix(&self, rank: usize) -> String {
+        let meshes = lock(&self.meshes);
+        if meshes.is_empty() {
+            format!("[{} {rank}]", self.procs)
+        } else {
+            format!("[{}@{} {rank}]", meshes.join("+"), self.procs)
+        }
+    }
 }
 
 struct Worker {
@@ -366,6 +390,7 @@ impl ProcMesh {
             }
             return Err(error);
         }
+        lock(&self.inner.label.meshes).push(name.to_string());
         Ok(ActorMesh::new(self.inner.shape.clone(), members).expect("one member per point"))
     }
 
@@ -469,16 +494,19 @@ fn monitor(
     exited
 }
 
-/// Copies a worker's output here, line by line, with `prefix`.
+/// Copies the output of the worker at `rank` here, line by line, prefixed as
+/// `label` says at the time.
 fn forward_output(
     stream: Option<impl tokio::io::AsyncRead + Unpin + Send + 'static>,
-    prefix: String,
+    label: Arc<OutputLabel>,
+    rank: usize,
     to_stderr: bool,
 ) {
     let Some(stream) = stream else { return };
     tokio::spawn(async move {
         let mut lines = BufReader::new(stream).lines();
         while let Ok(Some(line)) = lines.next_line().await {
+            let prefix = label.prefix(rank);
             if to_stderr {
                 eprintln!("{prefix} {line}");
             } else {

@@ -93,7 +93,9 @@ pub mod __private {
     pub use inventory;
     pub use serde;
 
-    pub use crate::net::{bare_quinn_transfer, probe_as_intruder};
+    pub use crate::net::{
+        bare_quinn_echo, bare_quinn_transfer, probe_as_intruder, BareQuinnPingPong,
+    };
     pub use crate::spawn::RemoteSpawn;
     pub use bytes::Bytes;
 

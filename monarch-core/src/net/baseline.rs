@@ -62,3 +62,85 @@ pub async fn bare_quinn_transfer(bytes: usize) -> Result<Duration, String> {
     }
     Ok(elapsed)
 }
+
+/// Starts a bare quinn echo server in this process, with the job's credential:
+/// it echoes whatever arrives on each stream it accepts. Returns its address.
+/// The peer of [`BareQuinnPingPong`], for benchmarks.
+pub async fn bare_quinn_echo() -> Result<String, String> {
+    let credential = super::router()
+        .ok_or("this process has no transport")?
+        .credential()
+        .clone();
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let server = quinn::Endpoint::server(
+        credential.quic_server().map_err(|e| e.to_string())?,
+        loopback,
+    )
+    .map_err(|e| e.to_string())?;
+    let addr = server.local_addr().map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        while let Some(incoming) = server.accept().await {
+            tokio::spawn(async move {
+                let connection = incoming.await?;
+                while let Ok((mut send, mut recv)) = connection.accept_bi().await {
+                    tokio::spawn(async move {
+                        let mut buf = [0u8; 64];
+                        while let Ok(Some(n)) = recv.read(&mut buf).await {
+                            if send.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+                Ok::<_, quinn::ConnectionError>(())
+            });
+        }
+    });
+    Ok(addr.to_string())
+}
+
+/// A bare quinn client doing ping-pong on one stream with a
+/// [`bare_quinn_echo`] server: the floor for a round trip over QUIC.
+pub struct BareQuinnPingPong {
+    _endpoint: quinn::Endpoint,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+}
+
+impl BareQuinnPingPong {
+    /// Connects to the echo server at `addr` with the job's credential.
+    pub async fn connect(addr: &str) -> Result<Self, String> {
+        let credential = super::router()
+            .ok_or("this process has no transport")?
+            .credential()
+            .clone();
+        let server: SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+        let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .map_err(|e| e.to_string())?;
+        endpoint.set_default_client_config(credential.quic_client().map_err(|e| e.to_string())?);
+        let connection = endpoint
+            .connect(server, SERVER_NAME)
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())?;
+        let (send, recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
+        Ok(BareQuinnPingPong {
+            _endpoint: endpoint,
+            send,
+            recv,
+        })
+    }
+
+    /// Sends eight bytes and waits for them to come back.
+    pub async fn round_trip(&mut self) -> Result<(), String> {
+        self.send
+            .write_all(b"pingpong")
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 8];
+        self.recv
+            .read_exact(&mut buf)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}

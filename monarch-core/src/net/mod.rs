@@ -13,7 +13,7 @@ mod sequence;
 mod shm;
 mod tree;
 
-pub use baseline::bare_quinn_transfer;
+pub use baseline::{bare_quinn_echo, bare_quinn_transfer, BareQuinnPingPong};
 pub(crate) use cast::{cast, Target};
 pub(crate) use credential::Credential;
 pub use credential::CredentialError;
