@@ -522,3 +522,186 @@ impl Upward {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::link::{Inbound, Outgoing, Queue};
+    use crate::ProcId;
+
+    struct Ignore;
+
+    impl Inbound for Ignore {
+        fn frame(&self, _: &Arc<Link>, _: Header, _: Bytes) {}
+        fn closed(&self, _: &Arc<Link>, _: &str) {}
+    }
+
+    fn node(addr: &str, ranks: &[u32], children: Vec<CastNode>) -> CastNode {
+        CastNode {
+            addr: addr.into(),
+            seq: 0,
+            members: ranks
+                .iter()
+                .map(|r| (*r, ActorId::new(ProcId::new("j", addr, 0), "a", 0)))
+                .collect(),
+            children,
+        }
+    }
+
+    fn next(queue: &mut Queue) -> Option<(Header, Payload)> {
+        match queue.try_recv() {
+            Ok(Outgoing::Frame(header, body)) => Some((header, body)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_relay_passes_replies_up_and_reports_its_lost_children() {
+        let casts = Casts::default();
+        let (parent, mut up) = Link::new("parent".into());
+        let (a, mut to_a) = Link::new("a".into());
+        let (b, mut to_b) = Link::new("b".into());
+        casts.forward(
+            Upward::Parent {
+                link: Arc::clone(&parent),
+                cast: 7,
+            },
+            "origin",
+            "ping",
+            true,
+            &Payload::from(Bytes::from_static(b"args")),
+            vec![
+                (
+                    Arc::clone(&a),
+                    node("a", &[1], vec![node("a2", &[2], vec![])]),
+                ),
+                (Arc::clone(&b), node("b", &[3], vec![])),
+            ],
+        );
+        // Each child gets its own subtree, with a number of this relay's.
+        let Some((Header::Cast(to_a_frame), body)) = next(&mut to_a) else {
+            panic!("no cast for a");
+        };
+        assert_eq!(body.args, Bytes::from_static(b"args"));
+        assert_eq!(
+            to_a_frame.node,
+            node("a", &[1], vec![node("a2", &[2], vec![])])
+        );
+        assert_eq!(to_a_frame.origin, "origin");
+        let Some((Header::Cast(to_b_frame), _)) = next(&mut to_b) else {
+            panic!("no cast for b");
+        };
+        assert_ne!(to_a_frame.cast, to_b_frame.cast);
+
+        // A reply from below goes up under the parent's number, once.
+        casts.reply(to_a_frame.cast, 2, Ok(Bytes::from_static(b"two")));
+        casts.reply(to_a_frame.cast, 2, Ok(Bytes::from_static(b"two")));
+        casts.reply(to_a_frame.cast, 3, Ok(Bytes::new()));
+        let (header, body) = next(&mut up).expect("a reply");
+        assert_eq!(
+            header,
+            Header::CastReply {
+                cast: 7,
+                rank: 2,
+                result: Ok(())
+            }
+        );
+        assert_eq!(body.args, Bytes::from_static(b"two"));
+        assert!(
+            next(&mut up).is_none(),
+            "no duplicate, no reply for a rank not below a"
+        );
+
+        // Delivery is reported once every child has reported or been lost.
+        casts.delivered(to_a_frame.cast, vec!["a2".into()]);
+        assert!(next(&mut up).is_none());
+        b.close("gone", &(Arc::new(Ignore) as Arc<dyn Inbound>));
+        casts.links_lost();
+        match next(&mut up) {
+            Some((
+                Header::CastReply {
+                    cast: 7,
+                    rank: 3,
+                    result: Err(RemoteError::Unreachable(why)),
+                },
+                _,
+            )) => assert!(why.contains("through b"), "{why}"),
+            other => panic!("expected rank 3 to fail, got {other:?}"),
+        }
+        assert_eq!(
+            next(&mut up).map(|(h, _)| h),
+            Some(Header::CastDelivered {
+                cast: 7,
+                lost: vec!["a2".into(), "b".into()]
+            })
+        );
+
+        // The last reply finishes the cast here.
+        casts.reply(to_a_frame.cast, 1, Err(RemoteError::NoReply));
+        assert!(matches!(
+            next(&mut up),
+            Some((Header::CastReply { rank: 1, .. }, _))
+        ));
+        assert!(lock(&casts.open).is_empty());
+    }
+
+    #[test]
+    fn a_leaf_reports_delivery_at_once() {
+        let casts = Casts::default();
+        let (parent, mut up) = Link::new("parent".into());
+        casts.forward(
+            Upward::Parent {
+                link: parent,
+                cast: 3,
+            },
+            "origin",
+            "ping",
+            false,
+            &Payload::default(),
+            Vec::new(),
+        );
+        assert_eq!(
+            next(&mut up).map(|(h, _)| h),
+            Some(Header::CastDelivered {
+                cast: 3,
+                lost: vec![]
+            })
+        );
+    }
+
+    #[test]
+    fn the_origin_completes_each_ranks_sink() {
+        let casts = Casts::default();
+        let (a, mut to_a) = Link::new("a".into());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sinks = [0, 1]
+            .into_iter()
+            .map(|rank| {
+                let tx = tx.clone();
+                (rank, ReplySink::new(move |r| tx.send((rank, r)).unwrap()))
+            })
+            .collect();
+        casts.forward(
+            Upward::Origin { sinks },
+            "origin",
+            "ping",
+            true,
+            &Payload::default(),
+            vec![(
+                Arc::clone(&a),
+                node("a", &[0], vec![node("a2", &[1], vec![])]),
+            )],
+        );
+        let Some((Header::Cast(frame), _)) = next(&mut to_a) else {
+            panic!("no cast");
+        };
+        casts.reply(frame.cast, 1, Ok(Bytes::from_static(b"1")));
+        assert_eq!(rx.try_recv().unwrap(), (1, Ok(Bytes::from_static(b"1"))));
+        a.close("gone", &(Arc::new(Ignore) as Arc<dyn Inbound>));
+        casts.links_lost();
+        let (rank, result) = rx.try_recv().unwrap();
+        assert_eq!(rank, 0);
+        assert!(matches!(result, Err(RemoteError::Unreachable(_))));
+        assert!(lock(&casts.open).is_empty());
+    }
+}
