@@ -513,8 +513,11 @@ const TREE: CastTree = CastTree {
 
 async fn casts_through_a_tree(transport: &str) -> Result<(), Failed> {
     let (owner, _events) = recording_owner();
+    // The workers' own casts go through trees like the controller's.
     let procs = Host::owned_by(&owner)
         .with_env("MONARCH_TRANSPORT", transport)
+        .with_env("MONARCH_CAST_FANOUT", "2")
+        .with_env("MONARCH_CAST_TREE_MIN", "2")
         .spawn_procs(shape! { hosts = 2, gpus = 4 })
         .await?;
     let counters = procs
@@ -578,13 +581,18 @@ async fn casts_through_a_tree(transport: &str) -> Result<(), Failed> {
         )?;
     }
 
-    // Stopping drains what went through the tree before.
+    // A broadcast through the tree reaches every member once.
     counters.incr(5).broadcast()?;
     let totals = bounded(counters.get().call()).await?;
     check(
         totals.values().iter().all(|v| *v == 5),
         "every member counted",
     )?;
+    // A worker casts to the mesh it is handed: one member is in its own
+    // process, the seven others are reached through its tree.
+    let callers = procs.spawn::<Caller>("caller", ()).await?;
+    let sum = bounded(callers.member(5)?.sum_of(counters.clone()).call()).await?;
+    check(sum == 40, &format!("a worker's cast gathered {sum}"))?;
     bounded(counters.stop()).await;
     bounded(procs.stop()).await;
     Ok(())

@@ -10,7 +10,11 @@
 //! - [`MeshCall::choose`]: ask one member, the one with fewest calls in flight;
 //! - [`MeshCall::stream`]: ask every member and receive replies as they arrive.
 //!
-//! Arguments are encoded once per call, whatever the mesh's size.
+//! Arguments are encoded once per call, whatever the mesh's size. A cast to a
+//! mesh spread over many processes goes through a tree of them (see
+//! [`CastTree`]): the caller sends a few copies, each relay forwards a few more,
+//! and replies come back the same way. Messages from one sender to one actor
+//! are handled in the order sent, whichever way each went.
 
 // Mesh errors carry the failed member's point and call error by value, so
 // they can be matched on directly; they are on the failure path only.
