@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use libtest_mimic::{Arguments, Failed, Trial};
 use monarch::prelude::*;
-use monarch::{CastTree, Failure, Host};
+use monarch::{CastTree, Failure, Host, Step};
 
 /// Every wait in these tests is bounded by this.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -533,6 +533,11 @@ async fn casts_through_a_tree(transport: &str) -> Result<(), Failed> {
     )?;
     let pids: std::collections::HashSet<u32> = who.values().iter().map(|(_, p)| *p).collect();
     check(pids.len() == 8, "from eight processes")?;
+    let even = bounded(counters.slice("gpus", Step(.., 2))?.whoami().call()).await?;
+    check(
+        even.values().iter().map(|(rank, _)| *rank).eq([0, 2, 4, 6]),
+        &format!("a strided slice calls every other gpu: {even:?}"),
+    )?;
     let mut stream = counters.get().stream();
     let mut streamed = Vec::new();
     while let Some((point, value)) = bounded(stream.next()).await {

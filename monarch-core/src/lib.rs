@@ -69,7 +69,7 @@ pub use port::{open_port, Port, PortClosed, PortReceiver, Reply, ReplyPort, Repl
 pub use proc::{this_proc, Proc};
 pub use reference::{ActorRef, Call, RefCore, DEFAULT_CALL_TIMEOUT};
 pub use remote::{Payload, RemoteError, ReplySink, WireMessage};
-pub use shape::{Point, Shape, ShapeError, SliceArg};
+pub use shape::{Point, Selected, Shape, ShapeError, SliceArg, Step};
 pub use supervision::{exit_on_fault, Failure, FaultHook, StopReason, SupervisionEvent};
 
 /// The names most programs need: `use monarch_core::prelude::*;`.

@@ -148,7 +148,17 @@ impl Shape {
     }
 
     /// The view restricted along `dim`: a range keeps the dimension (with the
-    /// range's length), an index removes it.
+    /// range's length), a [`Step`] keeps every n-th coordinate of a range, and
+    /// an index removes the dimension.
+    ///
+    /// ```
+    /// use monarch_core::{shape, Step};
+    ///
+    /// let mesh = shape! { hosts = 2, gpus = 8 };
+    /// let even = mesh.slice("gpus", Step(0..8, 2)).unwrap();
+    /// assert_eq!(even.to_string(), "{hosts=2, gpus=4}");
+    /// assert_eq!(even.base_ranks().take(4).collect::<Vec<_>>(), [0, 2, 4, 6]);
+    /// ```
     pub fn slice(&self, dim: &str, at: impl SliceArg) -> Result<Shape, ShapeError> {
         let position = self
             .dims
@@ -159,15 +169,16 @@ impl Shape {
                 shape: self.to_string(),
             })?;
         let d = &self.dims[position];
-        let (start, end, keep) = at.resolve(d.size).ok_or_else(|| ShapeError::OutOfRange {
+        let selected = at.resolve(d.size).ok_or_else(|| ShapeError::OutOfRange {
             name: d.name.clone(),
             size: d.size,
             what: at.describe(),
         })?;
         let mut out = self.clone();
-        out.offset += start * d.stride;
-        if keep {
-            out.dims[position].size = end - start;
+        out.offset += selected.start * d.stride;
+        if selected.keep {
+            out.dims[position].size = selected.len;
+            out.dims[position].stride *= selected.step;
         } else {
             out.dims.remove(position);
         }
@@ -285,19 +296,43 @@ impl fmt::Display for Point {
     }
 }
 
-/// What [`Shape::slice`] takes: an index (drops the dimension) or a range of
-/// `usize` (keeps it).
+/// What [`Shape::slice`] takes: an index (drops the dimension), a range of
+/// `usize` (keeps it), or a [`Step`] through a range.
 pub trait SliceArg {
-    /// `(start, end, keep_dimension)` within a dimension of `size`, or `None`
-    /// if out of range or empty.
-    fn resolve(&self, size: usize) -> Option<(usize, usize, bool)>;
+    /// What the argument selects within a dimension of `size`, or `None` if
+    /// it is out of range or empty.
+    fn resolve(&self, size: usize) -> Option<Selected>;
     /// The argument, for error messages.
     fn describe(&self) -> String;
 }
 
+/// The coordinates a [`SliceArg`] selects within one dimension: `len` of
+/// them, from `start`, `step` apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Selected {
+    /// The first coordinate.
+    pub start: usize,
+    /// How many.
+    pub len: usize,
+    /// The distance between neighbours (1 for a range).
+    pub step: usize,
+    /// Whether the dimension stays (a range) or goes (an index).
+    pub keep: bool,
+}
+
+/// Every `self.1`-th coordinate of the range `self.0`, as Python's
+/// `slice(start, stop, step)`: `Step(0..8, 2)` selects 0, 2, 4 and 6.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step<R>(pub R, pub usize);
+
 impl SliceArg for usize {
-    fn resolve(&self, size: usize) -> Option<(usize, usize, bool)> {
-        (*self < size).then_some((*self, *self + 1, false))
+    fn resolve(&self, size: usize) -> Option<Selected> {
+        (*self < size).then_some(Selected {
+            start: *self,
+            len: 1,
+            step: 1,
+            keep: false,
+        })
     }
 
     fn describe(&self) -> String {
@@ -308,12 +343,22 @@ impl SliceArg for usize {
 macro_rules! range_slice_arg {
     ($($ty:ty),*) => {$(
         impl SliceArg for $ty {
-            fn resolve(&self, size: usize) -> Option<(usize, usize, bool)> {
-                range_within(self, size)
+            fn resolve(&self, size: usize) -> Option<Selected> {
+                range_within(self, size, 1)
             }
 
             fn describe(&self) -> String {
                 format!("range {self:?}")
+            }
+        }
+
+        impl SliceArg for Step<$ty> {
+            fn resolve(&self, size: usize) -> Option<Selected> {
+                range_within(&self.0, size, self.1)
+            }
+
+            fn describe(&self) -> String {
+                format!("range {:?} in steps of {}", self.0, self.1)
             }
         }
     )*};
@@ -328,7 +373,7 @@ range_slice_arg!(
     std::ops::RangeFull
 );
 
-fn range_within(range: &impl RangeBounds<usize>, size: usize) -> Option<(usize, usize, bool)> {
+fn range_within(range: &impl RangeBounds<usize>, size: usize, step: usize) -> Option<Selected> {
     let start = match range.start_bound() {
         Bound::Included(s) => *s,
         Bound::Excluded(s) => s.checked_add(1)?,
@@ -339,7 +384,12 @@ fn range_within(range: &impl RangeBounds<usize>, size: usize) -> Option<(usize, 
         Bound::Excluded(e) => *e,
         Bound::Unbounded => size,
     };
-    (start < end && end <= size).then_some((start, end, true))
+    (start < end && end <= size && step > 0).then(|| Selected {
+        start,
+        len: (end - start).div_ceil(step),
+        step,
+        keep: true,
+    })
 }
 
 /// Builds a [`Shape`] from `name = size` pairs, outermost first.
@@ -427,6 +477,38 @@ mod tests {
         }
 
         #[test]
+        fn steps_select_every_nth_coordinate(
+            sizes in dims(),
+            pick in any::<proptest::sample::Index>(),
+            a in 0usize..5,
+            b in 0usize..5,
+            step in 1usize..4,
+        ) {
+            let base = named(&sizes);
+            let dim = pick.index(sizes.len());
+            let name = format!("d{dim}");
+            let (start, end) = (a.min(b), (a.max(b) + 1).min(sizes[dim]));
+            prop_assume!(start < end);
+            let picked = |c: usize| (start..end).contains(&c) && (c - start) % step == 0;
+            let expected: Vec<usize> = (0..base.len())
+                .filter(|r| picked(base.point(*r).unwrap().coords()[dim]))
+                .collect();
+            let view = base.slice(&name, Step(start..end, step)).unwrap();
+            prop_assert_eq!(view.base_ranks().collect::<Vec<_>>(), expected);
+            prop_assert_eq!(view.size(&name), Some((start..end).step_by(step).count()));
+            // A step of a step composes.
+            if let Ok(twice) = view.slice(&name, Step(.., 2)) {
+                let again: Vec<usize> = view.base_ranks()
+                    .filter(|r| {
+                        let c = base.point(*r).unwrap().coords()[dim];
+                        ((c - start) / step) % 2 == 0
+                    })
+                    .collect();
+                prop_assert_eq!(twice.base_ranks().collect::<Vec<_>>(), again);
+            }
+        }
+
+        #[test]
         fn slicing_twice_composes(sizes in proptest::collection::vec(2usize..5, 2..4)) {
             let base = named(&sizes);
             let view = base.slice("d0", 1..).unwrap().slice("d1", ..1).unwrap();
@@ -459,5 +541,9 @@ mod tests {
             Err(ShapeError::EmptyDim(_))
         ));
         assert!(s.point(8).is_err());
+        assert_eq!(
+            s.slice("gpus", Step(0..4, 0)).unwrap_err().to_string(),
+            "range 0..4 in steps of 0 is out of range for dimension `gpus` of size 4"
+        );
     }
 }
