@@ -178,8 +178,8 @@ pub(crate) fn cast(
     let children = plan(procs.len(), fanout)
         .iter()
         .map(|planned| {
-            let node = build(planned, &mut procs);
-            (router.link(&node.addr), node)
+            let link = Arc::clone(&procs[planned.proc].0);
+            (link, build(planned, &mut procs))
         })
         .collect();
     let reply = sinks.is_some();
