@@ -127,6 +127,21 @@ impl Caller {
             && target.get().call().await.is_ok()
     }
 
+    /// Sends `0..n` to `mesh` as sender `name`, mixing casts and direct
+    /// sends (see `send_mixed`), then calls every member so that all were
+    /// handled; returns what each rank should have seen.
+    #[endpoint]
+    async fn mixed_sequence(
+        &self,
+        mesh: ActorMesh<Counter>,
+        name: String,
+        n: u64,
+    ) -> Result<Vec<Vec<u64>>, String> {
+        let expected = send_mixed(&mesh, &name, n).map_err(|e| e.to_string())?;
+        mesh.get().call().await.map_err(|e| e.to_string())?;
+        Ok(expected)
+    }
+
     /// Passes `port` on to `target`, which streams `0..n` to it.
     #[endpoint]
     async fn relay(&self, target: ActorRef<Counter>, n: u64, port: Port<u64>) -> bool {
@@ -511,6 +526,40 @@ const TREE: CastTree = CastTree {
     min_procs: 2,
 };
 
+/// Sends `0..n` as `sender` to a mesh of eight counters (`hosts = 2, gpus =
+/// 4`): casts to the whole mesh, casts to its second host (another tree) and
+/// direct sends, interleaved. Returns the sequence each rank should record.
+fn send_mixed(mesh: &ActorMesh<Counter>, sender: &str, n: u64) -> Result<Vec<Vec<u64>>, MeshError> {
+    let mut expected: Vec<Vec<u64>> = vec![Vec::new(); mesh.len()];
+    let back_half = mesh.slice("hosts", 1).expect("two hosts");
+    for seq in 0..n {
+        match seq % 4 {
+            0 => {
+                mesh.record(sender.into(), seq).broadcast()?;
+                expected.iter_mut().for_each(|e| e.push(seq));
+            }
+            1 => {
+                back_half.record(sender.into(), seq).broadcast()?;
+                expected[4..].iter_mut().for_each(|e| e.push(seq));
+            }
+            _ => {
+                let rank = (seq as usize * 7) % 8;
+                let member = mesh.member(rank).expect("eight members");
+                member
+                    .record(sender.into(), seq)
+                    .send()
+                    .map_err(|error| MeshError::Send {
+                        rank,
+                        point: mesh.shape().point(rank).expect("rank of the mesh"),
+                        error,
+                    })?;
+                expected[rank].push(seq);
+            }
+        }
+    }
+    Ok(expected)
+}
+
 async fn casts_through_a_tree(transport: &str) -> Result<(), Failed> {
     let (owner, _events) = recording_owner();
     // The workers' own casts go through trees like the controller's.
@@ -556,34 +605,36 @@ async fn casts_through_a_tree(transport: &str) -> Result<(), Failed> {
         other => return Err(format!("expected a member error, got {other:?}").into()),
     }
 
-    // One sender mixes casts through the tree, casts to slices (other trees)
-    // and direct sends: every member handles what it got in the order sent.
+    // Three senders at once (two workers and this process) each mix casts
+    // through trees and direct sends: every member handles each sender's
+    // messages in the order sent.
+    let callers = procs.spawn::<Caller>("caller", ()).await?;
     const N: u64 = 600;
-    let mut expected: Vec<Vec<u64>> = vec![Vec::new(); 8];
-    let back_half = counters.slice("hosts", 1)?;
-    for seq in 0..N {
-        match seq % 4 {
-            0 => {
-                counters.record("one".into(), seq).broadcast()?;
-                expected.iter_mut().for_each(|e| e.push(seq));
-            }
-            1 => {
-                back_half.record("one".into(), seq).broadcast()?;
-                expected[4..].iter_mut().for_each(|e| e.push(seq));
-            }
-            _ => {
-                let rank = (seq as usize * 7) % 8;
-                counters.member(rank)?.record("one".into(), seq).send()?;
-                expected[rank].push(seq);
-            }
-        }
+    let workers = [2, 6].map(|rank| {
+        let caller = callers.member(rank).unwrap().clone();
+        let counters = counters.clone();
+        tokio::spawn(async move {
+            caller
+                .mixed_sequence(counters, format!("worker{rank}"), N)
+                .call()
+                .await
+        })
+    });
+    let mut expected = vec![(
+        "controller".to_string(),
+        send_mixed(&counters, "controller", N)?,
+    )];
+    for (handle, rank) in workers.into_iter().zip([2, 6]) {
+        expected.push((format!("worker{rank}"), bounded(handle).await??));
     }
     let seen = bounded(counters.seen().call()).await?;
-    for (rank, seen) in seen.values().iter().enumerate() {
-        check(
-            seen.get("one") == Some(&expected[rank]),
-            &format!("rank {rank} saw its messages complete and in order"),
-        )?;
+    for (sender, expected) in &expected {
+        for (rank, seen) in seen.values().iter().enumerate() {
+            check(
+                seen.get(sender) == Some(&expected[rank]),
+                &format!("rank {rank} saw {sender}'s messages complete and in order"),
+            )?;
+        }
     }
 
     // A broadcast through the tree reaches every member once.
@@ -595,7 +646,6 @@ async fn casts_through_a_tree(transport: &str) -> Result<(), Failed> {
     )?;
     // A worker casts to the mesh it is handed: one member is in its own
     // process, the seven others are reached through its tree.
-    let callers = procs.spawn::<Caller>("caller", ()).await?;
     let sum = bounded(callers.member(5)?.sum_of(counters.clone()).call()).await?;
     check(sum == 40, &format!("a worker's cast gathered {sum}"))?;
     bounded(counters.stop()).await;
