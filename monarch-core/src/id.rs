@@ -61,41 +61,58 @@ impl fmt::Display for ProcId {
 /// let id = ActorId::new(ProcId::new("train", "node-3", 2), "counter", 7);
 /// assert_eq!(id.to_string(), "train/node-3[2].counter#7");
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct ActorId {
+///
+/// An id is one pointer wide: cloning it, as every message to a remote actor
+/// does, touches one reference count, and errors that name an actor stay small.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ActorId(Arc<ActorIdParts>);
+
+#[derive(Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+struct ActorIdParts {
     proc: ProcId,
-    name: Arc<str>,
+    name: Box<str>,
     index: u64,
 }
 
 impl ActorId {
     /// The id of actor `name` number `index` in `proc`.
     pub fn new(proc: ProcId, name: &str, index: u64) -> Self {
-        ActorId {
+        ActorId(Arc::new(ActorIdParts {
             proc,
             name: name.into(),
             index,
-        }
+        }))
     }
 
     /// The process the actor lives in.
     pub fn proc_id(&self) -> &ProcId {
-        &self.proc
+        &self.0.proc
     }
 
     /// The name the actor was spawned with.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.0.name
     }
 
     /// The index that makes this id unique within its process.
     pub fn index(&self) -> u64 {
-        self.index
+        self.0.index
+    }
+}
+
+impl fmt::Debug for ActorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActorId")
+            .field("proc", &self.0.proc)
+            .field("name", &self.0.name)
+            .field("index", &self.0.index)
+            .finish()
     }
 }
 
 impl fmt::Display for ActorId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}#{}", self.proc, self.name, self.index)
+        write!(f, "{}.{}#{}", self.0.proc, self.0.name, self.0.index)
     }
 }
