@@ -64,7 +64,7 @@ impl fmt::Display for ProcId {
 ///
 /// An id is one pointer wide: cloning it, as every message to a remote actor
 /// does, touches one reference count, and errors that name an actor stay small.
-#[derive(Clone, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ActorId(Arc<ActorIdParts>);
 
@@ -73,6 +73,13 @@ impl PartialEq for ActorId {
         // Clones of one id, as the registry's keys and lookups mostly are,
         // compare without reading the names.
         Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl std::hash::Hash for ActorId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // By content, as equality is.
+        self.0.hash(state);
     }
 }
 

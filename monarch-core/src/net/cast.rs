@@ -24,7 +24,7 @@ use super::gather::Gather;
 use super::link::Link;
 use super::router::router;
 use super::sequence::Sequencer;
-use super::tree::{plan, CastNode, Planned};
+use super::tree::{plan_by_host, CastNode, Planned};
 use crate::remote::{Payload, RemoteError, ReplySink};
 use crate::{registry, ActorId, Proc};
 
@@ -137,6 +137,9 @@ fn send_reply(link: &Link, cast: u64, rank: u32, result: Result<Bytes, RemoteErr
 /// The actors of one process in a cast, each with its rank in the cast.
 type Members = Vec<(u32, ActorId)>;
 
+/// One process reached by a cast from here: the link to it and its members.
+type ProcPart = (Arc<Link>, Members);
+
 /// One member of a cast from this process.
 pub(crate) struct Target {
     /// Its rank in the cast.
@@ -163,19 +166,37 @@ pub(crate) fn cast(
         }
         return;
     };
-    // The processes reached, in order of first appearance, with their members.
-    let mut procs: Vec<(Arc<Link>, Members)> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
+    // The processes reached, with their members, grouped by host; hosts and
+    // processes in order of first appearance.
+    let mut by_host: Vec<(String, Vec<ProcPart>)> = Vec::new();
+    let mut index: HashMap<String, (usize, usize)> = HashMap::new();
     for target in targets {
-        let i = *index
+        let (h, i) = *index
             .entry(target.link.peer().to_string())
             .or_insert_with(|| {
-                procs.push((Arc::clone(&target.link), Vec::new()));
-                procs.len() - 1
+                let host = target.actor.proc_id().host();
+                let h = match by_host.iter().position(|(name, _)| name == host) {
+                    Some(h) => h,
+                    None => {
+                        by_host.push((host.to_string(), Vec::new()));
+                        by_host.len() - 1
+                    }
+                };
+                by_host[h].1.push((Arc::clone(&target.link), Vec::new()));
+                (h, by_host[h].1.len() - 1)
             });
-        procs[i].1.push((target.rank, target.actor));
+        by_host[h].1[i].1.push((target.rank, target.actor));
     }
-    let children = plan(procs.len(), fanout)
+    let here = crate::this_proc().proc_id().host();
+    let local = by_host.iter().position(|(name, _)| name == here);
+    let mut hosts = Vec::with_capacity(by_host.len());
+    let mut procs: Vec<ProcPart> = Vec::new();
+    for (_, host_procs) in by_host {
+        let start = procs.len();
+        procs.extend(host_procs);
+        hosts.push(start..procs.len());
+    }
+    let children = plan_by_host(&hosts, local, fanout)
         .iter()
         .map(|planned| {
             let link = Arc::clone(&procs[planned.proc].0);
@@ -196,7 +217,7 @@ pub(crate) fn cast(
 }
 
 /// The wire form of a planned subtree, numbering the message for each process.
-fn build(planned: &Planned, procs: &mut [(Arc<Link>, Members)]) -> CastNode {
+fn build(planned: &Planned, procs: &mut [ProcPart]) -> CastNode {
     let (link, members) = &mut procs[planned.proc];
     let node_addr = link.peer().to_string();
     let seq = link.next_seq();

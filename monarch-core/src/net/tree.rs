@@ -76,14 +76,48 @@ pub(crate) struct Planned {
     pub(crate) children: Vec<Planned>,
 }
 
-/// Plans a tree over processes `0..procs`: the sender's children, each with
-/// the subtree it forwards to. Every process appears once; no node has more
-/// than `fanout` children; subtrees differ in size by at most one, so the depth
-/// is about log base `fanout` of `procs`.
-pub(crate) fn plan(procs: usize, fanout: usize) -> Vec<Planned> {
-    plan_range(0..procs, fanout.max(1))
+/// Plans a tree over processes grouped by host: `hosts[i]` is the range of
+/// host `i`'s processes, and `local` the sender's own host, if any is among
+/// them. The tree runs over hosts first, entering each other host once, at its
+/// first process, which fans out to the rest of its host; the sender fans out
+/// over its own host's processes itself. No process sends more than `fanout`
+/// copies to other hosts, nor more than `fanout` within its own.
+pub(crate) fn plan_by_host(
+    hosts: &[Range<usize>],
+    local: Option<usize>,
+    fanout: usize,
+) -> Vec<Planned> {
+    let fanout = fanout.max(1);
+    let remote: Vec<usize> = (0..hosts.len()).filter(|h| Some(*h) != local).collect();
+    let mut planned: Vec<Planned> = plan_range(0..remote.len(), fanout)
+        .into_iter()
+        .map(|host| enter_host(host, &remote, hosts, fanout))
+        .collect();
+    if let Some(local) = local {
+        planned.extend(plan_range(hosts[local].clone(), fanout));
+    }
+    planned
 }
 
+/// A planned host (an index into `remote`) as the processes it stands for.
+fn enter_host(host: Planned, remote: &[usize], hosts: &[Range<usize>], fanout: usize) -> Planned {
+    let block = &hosts[remote[host.proc]];
+    let mut children: Vec<Planned> = host
+        .children
+        .into_iter()
+        .map(|child| enter_host(child, remote, hosts, fanout))
+        .collect();
+    children.extend(plan_range(block.start + 1..block.end, fanout));
+    Planned {
+        proc: block.start,
+        children,
+    }
+}
+
+/// Plans a tree over the processes in `range`: each planned node with the
+/// subtree it forwards to. Every process appears once; no node has more than
+/// `fanout` children; subtrees differ in size by at most one, so the depth is
+/// about log base `fanout` of the number of processes.
 fn plan_range(range: Range<usize>, fanout: usize) -> Vec<Planned> {
     let len = range.len();
     let parts = fanout.min(len);
@@ -139,6 +173,8 @@ impl CastNode {
 }
 
 #[cfg(test)]
+// A list holding one host's range of processes is what `&[0..n]` means here.
+#[allow(clippy::single_range_in_vec_init)]
 mod tests {
     use super::*;
 
@@ -153,7 +189,7 @@ mod tests {
     fn every_process_is_reached_once_within_the_fanout() {
         for procs in 0..200 {
             for fanout in 2..6 {
-                let tree = plan(procs, fanout);
+                let tree = plan_by_host(&[0..procs], Some(0), fanout);
                 let mut seen = Vec::new();
                 collect(&tree, 1, &mut seen);
                 let mut ids: Vec<usize> = seen.iter().map(|(p, _)| *p).collect();
@@ -189,6 +225,62 @@ mod tests {
     }
 
     #[test]
+    fn hosts_are_entered_once_each() {
+        // Five hosts of four processes; the sender lives on the third.
+        let hosts: Vec<Range<usize>> = (0..5).map(|h| h * 4..h * 4 + 4).collect();
+        let host_of = |p: usize| p / 4;
+        for fanout in 2..6 {
+            let tree = plan_by_host(&hosts, Some(2), fanout);
+            let mut seen = Vec::new();
+            collect(&tree, 1, &mut seen);
+            let mut ids: Vec<usize> = seen.iter().map(|(p, _)| *p).collect();
+            ids.sort_unstable();
+            assert_eq!(ids, (0..20).collect::<Vec<_>>());
+            // Count the copies that cross hosts, and each sender's fan-out.
+            fn edges(
+                nodes: &[Planned],
+                from: Option<usize>,
+                out: &mut Vec<(Option<usize>, usize)>,
+            ) {
+                for node in nodes {
+                    out.push((from, node.proc));
+                    edges(&node.children, Some(node.proc), out);
+                }
+            }
+            let mut all = Vec::new();
+            edges(&tree, None, &mut all);
+            let sender_host = |from: Option<usize>| from.map_or(2, host_of);
+            let crossing: Vec<_> = all
+                .iter()
+                .filter(|(from, to)| sender_host(*from) != host_of(*to))
+                .collect();
+            assert_eq!(crossing.len(), 4, "each other host is entered once");
+            for sender in std::iter::once(None).chain((0..20).map(Some)) {
+                let out: Vec<usize> = all
+                    .iter()
+                    .filter(|(f, _)| *f == sender)
+                    .map(|(_, t)| *t)
+                    .collect();
+                let remote = out
+                    .iter()
+                    .filter(|t| host_of(**t) != sender_host(sender))
+                    .count();
+                assert!(
+                    remote <= fanout && out.len() - remote <= fanout,
+                    "fan-out {fanout}"
+                );
+            }
+        }
+        // All on one host that is not the sender's: one copy crosses.
+        let tree = plan_by_host(&[0..6], None, 8);
+        assert_eq!(tree.len(), 1);
+        assert_eq!(tree[0].children.len(), 5);
+        // All on the sender's host: the sender fans out itself.
+        let tree = plan_by_host(&[0..6], Some(0), 2);
+        assert_eq!(tree.iter().map(|p| p.proc).collect::<Vec<_>>(), [0, 3]);
+    }
+
+    #[test]
     fn small_casts_go_direct() {
         let tree = CastTree {
             fanout: 4,
@@ -196,10 +288,8 @@ mod tests {
         };
         assert!(!tree.applies(4), "four procs fit in one fan-out");
         assert!(tree.applies(5));
-        assert_eq!(
-            plan(3, 4).iter().filter(|p| p.children.is_empty()).count(),
-            3
-        );
+        let tree = plan_by_host(&[0..3], Some(0), 4);
+        assert_eq!(tree.iter().filter(|p| p.children.is_empty()).count(), 3);
     }
 
     #[test]
