@@ -12,10 +12,11 @@ use crate::ActorId;
 /// How casts (`broadcast`, `call`, `stream`) to meshes spread over many
 /// processes fan out.
 ///
-/// A cast that reaches at least `min_procs` other processes is sent to at most
-/// `fanout` of them; each forwards it to at most `fanout` more, and replies
-/// come back the same way, so no process sends or receives more than `fanout`
-/// copies. Smaller casts are sent to every process directly. Ordering holds
+/// A cast that reaches at least `min_procs` other processes goes through a
+/// tree: it enters each other host once, at one of its processes, which fans
+/// out within that host, and no process sends more than `fanout` copies to
+/// other hosts nor more than `fanout` within its own. Replies come back the
+/// same way. Smaller casts are sent to every process directly. Ordering holds
 /// either way: messages from one sender to one actor are handled in the order
 /// sent, whichever path each took.
 ///
