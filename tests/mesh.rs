@@ -734,6 +734,33 @@ async fn a_lost_relay_holds_nothing_up() -> Result<(), Failed> {
         ok == [0, 2, 3, 5, 6, 7] && lost == [1, 4],
         &format!("the live members answer ({ok:?}), the lost ones fail ({lost:?})"),
     )?;
+
+    // A relay lost while a call is in flight: the six live procs form the tree
+    // 0 -> {2, 3} and 5 -> {6, 7}. Once every live member has begun, rank 0
+    // goes; the replies of 2 and 3 had to come back through it.
+    let (started, mut begun) = open_port::<()>();
+    let mut stream = counters.slow(started, 3000).stream();
+    for _ in 0..6 {
+        bounded(begun.recv()).await.ok_or("a member never began")?;
+    }
+    signal(pid(0), libc::SIGKILL);
+    let mut results = Vec::new();
+    while let Some((point, value)) = bounded(stream.next()).await {
+        results.push((point.coords()[0], value));
+    }
+    results.sort_by_key(|(rank, _)| *rank);
+    for (rank, result) in &results {
+        let fine = match (rank, result) {
+            (5..=7, Ok(3000)) => true,
+            (0 | 2 | 3, Err(CallError::Unreachable { reason, .. })) => {
+                reason.contains("path through")
+            }
+            (1 | 4, Err(_)) => true,
+            _ => false,
+        };
+        check(fine, &format!("rank {rank}: {result:?}"))?;
+    }
+    check(results.len() == 8, "every rank answered or failed")?;
     bounded(procs.stop()).await;
     Ok(())
 }
