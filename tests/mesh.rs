@@ -309,7 +309,11 @@ fn signal(pid: u32, signal: libc::c_int) {
     let pid = libc::pid_t::try_from(pid).expect("a pid fits pid_t");
     // SAFETY: kill(2) takes plain integers and touches no memory of ours.
     let status = unsafe { libc::kill(pid, signal) };
-    assert_eq!(status, 0, "kill({pid}, {signal}) failed");
+    let error = std::io::Error::last_os_error();
+    // A process to be killed that is already gone (its owner killed it for
+    // silence first, on a slow machine) is what was wanted.
+    let gone = signal == libc::SIGKILL && error.raw_os_error() == Some(libc::ESRCH);
+    assert!(status == 0 || gone, "kill({pid}, {signal}) failed: {error}");
 }
 
 async fn every_adverb_on_a_2x2_mesh(transport: &str) -> Result<(), Failed> {
