@@ -14,6 +14,7 @@
 //! of them to skip the message they may never get.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -150,8 +151,9 @@ pub(crate) struct Target {
 }
 
 /// Casts `endpoint` with `payload` to `targets` (all in other processes)
-/// through a tree of at most `fanout` children per process. With `sinks`, each
-/// rank's reply completes its sink.
+/// through a tree that enters each host once and sends at most `fanout`
+/// copies from any process to other hosts and `fanout` within its own. With
+/// `sinks`, each rank's reply completes its sink.
 pub(crate) fn cast(
     fanout: usize,
     endpoint: &str,
@@ -166,36 +168,10 @@ pub(crate) fn cast(
         }
         return;
     };
-    // The processes reached, with their members, grouped by host; hosts and
-    // processes in order of first appearance.
-    let mut by_host: Vec<(String, Vec<ProcPart>)> = Vec::new();
-    let mut index: HashMap<String, (usize, usize)> = HashMap::new();
-    for target in targets {
-        let (h, i) = *index
-            .entry(target.link.peer().to_string())
-            .or_insert_with(|| {
-                let host = target.actor.proc_id().host();
-                let h = match by_host.iter().position(|(name, _)| name == host) {
-                    Some(h) => h,
-                    None => {
-                        by_host.push((host.to_string(), Vec::new()));
-                        by_host.len() - 1
-                    }
-                };
-                by_host[h].1.push((Arc::clone(&target.link), Vec::new()));
-                (h, by_host[h].1.len() - 1)
-            });
-        by_host[h].1[i].1.push((target.rank, target.actor));
-    }
+    let (mut procs, hosts) = group_by_host(targets);
     let here = crate::this_proc().proc_id().host();
-    let local = by_host.iter().position(|(name, _)| name == here);
-    let mut hosts = Vec::with_capacity(by_host.len());
-    let mut procs: Vec<ProcPart> = Vec::new();
-    for (_, host_procs) in by_host {
-        let start = procs.len();
-        procs.extend(host_procs);
-        hosts.push(start..procs.len());
-    }
+    let local = hosts.iter().position(|(name, _)| name == here);
+    let hosts: Vec<Range<usize>> = hosts.into_iter().map(|(_, range)| range).collect();
     let children = plan_by_host(&hosts, local, fanout)
         .iter()
         .map(|planned| {
@@ -214,6 +190,39 @@ pub(crate) fn cast(
         payload,
         children,
     );
+}
+
+/// The processes `targets` reach, each with its members, grouped by host:
+/// the processes, and each host's name with the range of its processes. Hosts
+/// and processes keep the order in which they first appear.
+fn group_by_host(targets: Vec<Target>) -> (Vec<ProcPart>, Vec<(String, Range<usize>)>) {
+    let mut hosts: Vec<(String, Vec<ProcPart>)> = Vec::new();
+    let mut host_index: HashMap<String, usize> = HashMap::new();
+    let mut proc_index: HashMap<String, (usize, usize)> = HashMap::new();
+    for target in targets {
+        let (h, p) = *proc_index
+            .entry(target.link.peer().to_string())
+            .or_insert_with(|| {
+                let host = target.actor.proc_id().host();
+                let h = *host_index.entry(host.to_string()).or_insert_with(|| {
+                    hosts.push((host.to_string(), Vec::new()));
+                    hosts.len() - 1
+                });
+                hosts[h].1.push((Arc::clone(&target.link), Vec::new()));
+                (h, hosts[h].1.len() - 1)
+            });
+        hosts[h].1[p].1.push((target.rank, target.actor));
+    }
+    let mut procs = Vec::new();
+    let ranges = hosts
+        .into_iter()
+        .map(|(name, host_procs)| {
+            let start = procs.len();
+            procs.extend(host_procs);
+            (name, start..procs.len())
+        })
+        .collect();
+    (procs, ranges)
 }
 
 /// The wire form of a planned subtree, numbering the message for each process.
@@ -664,6 +673,37 @@ mod tests {
             Some((Header::CastReply { rank: 1, .. }, _))
         ));
         assert!(lock(&casts.open).is_empty());
+    }
+
+    #[test]
+    fn targets_are_grouped_by_process_and_host() {
+        let links: Vec<Arc<Link>> = (0..4).map(|i| Link::new(format!("p{i}")).0).collect();
+        // Processes 0 and 2 on host a, 1 and 3 on host b; two members on 2.
+        let target = |rank: u32, proc: usize| Target {
+            rank,
+            actor: ActorId::new(
+                ProcId::new("j", ["a", "b"][proc % 2], proc),
+                "m",
+                rank.into(),
+            ),
+            link: Arc::clone(&links[proc]),
+        };
+        let targets = vec![
+            target(0, 0),
+            target(1, 1),
+            target(2, 2),
+            target(3, 3),
+            target(4, 2),
+        ];
+        let (procs, hosts) = group_by_host(targets);
+        let peers: Vec<&str> = procs.iter().map(|(link, _)| link.peer()).collect();
+        assert_eq!(peers, ["p0", "p2", "p1", "p3"]);
+        let ranks: Vec<Vec<u32>> = procs
+            .iter()
+            .map(|(_, members)| members.iter().map(|(r, _)| *r).collect())
+            .collect();
+        assert_eq!(ranks, [vec![0], vec![2, 4], vec![1], vec![3]]);
+        assert_eq!(hosts, [("a".to_string(), 0..2), ("b".to_string(), 2..4)]);
     }
 
     #[test]
