@@ -53,6 +53,12 @@ impl Counter {
         millis
     }
 
+    /// How many cast subtrees this process still awaits.
+    #[endpoint]
+    async fn casts_in_flight(&self) -> usize {
+        monarch::__private::casts_in_flight()
+    }
+
     /// Prints `line` on this process's standard output.
     #[endpoint]
     async fn say(&self, line: String) {
@@ -288,6 +294,17 @@ async fn wait_stopped(pid: u32) -> bool {
             })
         });
         if all_stopped {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+/// Waits up to ten seconds for `condition` to hold.
+async fn settles(condition: impl Fn() -> bool) -> bool {
+    for _ in 0..1000 {
+        if condition() {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -652,6 +669,29 @@ async fn casts_through_a_tree(transport: &str) -> Result<(), Failed> {
     // process, the seven others are reached through its tree.
     let sum = bounded(callers.member(5)?.sum_of(counters.clone()).call()).await?;
     check(sum == 40, &format!("a worker's cast gathered {sum}"))?;
+    // Every cast is done once its last delivery reports are in: nothing stays,
+    // here or in the relays (asked directly, not through a cast).
+    check(
+        settles(|| monarch::__private::casts_in_flight() == 0).await,
+        &format!(
+            "no cast left in flight here ({})",
+            monarch::__private::casts_in_flight()
+        ),
+    )?;
+    for (_, member) in counters.members() {
+        let mut left = usize::MAX;
+        for _ in 0..1000 {
+            left = bounded(member.casts_in_flight().call()).await?;
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        check(
+            left == 0,
+            &format!("no cast left in flight at {}", member.actor_id()),
+        )?;
+    }
     bounded(counters.stop()).await;
     bounded(procs.stop()).await;
     Ok(())
@@ -765,6 +805,10 @@ async fn a_lost_relay_holds_nothing_up() -> Result<(), Failed> {
         check(fine, &format!("rank {rank}: {result:?}"))?;
     }
     check(results.len() == 8, "every rank answered or failed")?;
+    check(
+        settles(|| monarch::__private::casts_in_flight() == 0).await,
+        "lost subtrees leave nothing in flight",
+    )?;
     bounded(procs.stop()).await;
     Ok(())
 }

@@ -302,6 +302,13 @@ pub(crate) fn relay(from: &Arc<Link>, frame: CastFrame, body: Bytes) {
     );
 }
 
+/// How many subtrees this process still awaits replies or a delivery report
+/// from, over all casts it sent or relayed: zero once every cast is done. For
+/// tests that check nothing is left behind.
+pub fn casts_in_flight() -> usize {
+    router().map_or(0, |router| lock(&router.casts.open).len())
+}
+
 /// The casts this process forwarded and still gathers for, by the number it
 /// gave each child's copy.
 #[derive(Default)]

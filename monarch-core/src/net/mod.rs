@@ -14,6 +14,7 @@ mod shm;
 mod tree;
 
 pub use baseline::{bare_quinn_echo, bare_quinn_transfer, BareQuinnPingPong};
+pub use cast::casts_in_flight;
 pub(crate) use cast::{cast, Target};
 pub(crate) use credential::Credential;
 pub use credential::CredentialError;
