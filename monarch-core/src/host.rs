@@ -65,8 +65,9 @@ impl Host {
     /// Workers get `MONARCH_RANK`, `MONARCH_SHAPE` and `MONARCH_POINT` in their
     /// environment; their output is forwarded here, each line prefixed with the
     /// names of the actor meshes spawned on them, the proc mesh's name and the
-    /// rank: `[counter@procs0 3]` (`[procs0 3]` before any spawn). They exit when the mesh is stopped or dropped, and
-    /// when this process exits, however it exits.
+    /// rank: `[counter@procs0 3]` (`[procs0 3]` before any spawn). They exit
+    /// when the mesh is stopped or dropped, and when this process exits,
+    /// however it exits.
     pub async fn spawn_procs(&self, shape: Shape) -> Result<ProcMesh, ProcMeshError> {
         if crate::bootstrap::started_as_worker_without_bootstrap() {
             // Starting workers from here would start workers of workers, on and on.
