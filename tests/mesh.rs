@@ -813,6 +813,128 @@ async fn a_lost_relay_holds_nothing_up() -> Result<(), Failed> {
     Ok(())
 }
 
+/// A soak, ignored by default (`cargo test --test mesh -- --ignored soak`;
+/// `MESH_SOAK_ROUNDS` sets its length, 40 by default, and `MESH_SOAK_SEED`
+/// which workers it kills): sixteen procs in a deep tree (fanout 2) take
+/// bursts of casts to the whole mesh and to half of it, mixed with direct
+/// sends, with a call through the tree after each burst; part-way through
+/// every fifth burst a random worker is killed. No call hangs, live members
+/// answer, lost ones fail, every survivor sees the controller's messages in
+/// increasing order, the last burst reaches every survivor in full, and
+/// nothing is left in flight.
+async fn soak_tree_casts_with_losses() -> Result<(), Failed> {
+    let rounds: u64 = std::env::var("MESH_SOAK_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(40);
+    let (owner, _events) = recording_owner();
+    let procs = Host::owned_by(&owner)
+        .spawn_procs(shape! { procs = 16 })
+        .await?;
+    let counters = procs
+        .spawn::<Counter>("counter", ())
+        .await?
+        .with_cast_tree(TREE);
+    let who = bounded(counters.whoami().call()).await?;
+    let mut alive = [true; 16];
+    let mut sent: Vec<Vec<u64>> = vec![Vec::new(); 16];
+    let mut state: u64 = std::env::var("MESH_SOAK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x9e37_79b9_7f4a_7c15)
+        | 1;
+    let mut random = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let back_half = counters.slice("procs", 8..16)?;
+    let mut seq = 0u64;
+    let mut last_burst_start = 0;
+    for round in 0..rounds {
+        last_burst_start = seq;
+        // Every fifth burst but the last loses a worker part-way through, with
+        // messages to the procs behind it still on their way.
+        let living = alive.iter().filter(|a| **a).count();
+        let kill_at = (round % 5 == 4 && round + 1 < rounds && living > 4).then(|| random(200));
+        for at in 0..200 {
+            if kill_at == Some(at) {
+                let living: Vec<usize> = (0..16).filter(|r| alive[*r]).collect();
+                let victim = living[random(living.len())];
+                signal(who.values()[victim].1, libc::SIGKILL);
+                alive[victim] = false;
+                let member = counters.member(victim)?.clone();
+                check(
+                    settles(|| member.is_stopped()).await,
+                    "the controller notices the loss",
+                )?;
+            }
+            match random(3) {
+                0 => {
+                    // Sent to every live member; the first lost one is reported.
+                    let _ = counters.record("soak".into(), seq).broadcast();
+                    (0..16)
+                        .filter(|r| alive[*r])
+                        .for_each(|r| sent[r].push(seq));
+                }
+                1 => {
+                    let _ = back_half.record("soak".into(), seq).broadcast();
+                    (8..16)
+                        .filter(|r| alive[*r])
+                        .for_each(|r| sent[r].push(seq));
+                }
+                _ => {
+                    let rank = random(16);
+                    if alive[rank] {
+                        counters.member(rank)?.record("soak".into(), seq).send()?;
+                        sent[rank].push(seq);
+                    }
+                }
+            }
+            seq += 1;
+        }
+        let mut stream = counters.get().stream();
+        while let Some((point, value)) = bounded(stream.next()).await {
+            let rank = point.coords()[0];
+            check(
+                value.is_ok() == alive[rank],
+                &format!(
+                    "round {round}: rank {rank} (alive: {}) gave {value:?}",
+                    alive[rank]
+                ),
+            )?;
+        }
+    }
+    for rank in (0..16).filter(|r| alive[*r]) {
+        let seen = bounded(counters.member(rank)?.seen().call()).await?;
+        let seen = seen.get("soak").cloned().unwrap_or_default();
+        check(
+            seen.windows(2).all(|w| w[0] < w[1]),
+            &format!("rank {rank} saw the messages in order"),
+        )?;
+        let last: Vec<u64> = sent[rank]
+            .iter()
+            .copied()
+            .filter(|s| *s >= last_burst_start)
+            .collect();
+        check(
+            seen.ends_with(&last),
+            &format!("rank {rank} got all of the last burst"),
+        )?;
+        check(
+            seen.iter().all(|s| sent[rank].contains(s)),
+            &format!("rank {rank} saw only what was sent to it"),
+        )?;
+    }
+    check(
+        settles(|| monarch::__private::casts_in_flight() == 0).await,
+        "nothing left in flight",
+    )?;
+    bounded(procs.stop()).await;
+    Ok(())
+}
+
 async fn large_bytes_argument(transport: &str) -> Result<(), Failed> {
     let (owner, _events) = recording_owner();
     let procs = Host::owned_by(&owner)
@@ -1239,9 +1361,15 @@ fn main() {
             Box::pin(controller_killed_takes_workers_along())
         }),
     ];
+    let soaks: Vec<(&str, Scenario)> = vec![("soak_tree_casts_with_losses", || {
+        Box::pin(soak_tree_casts_with_losses())
+    })];
     let trials = scenarios
         .into_iter()
         .map(|(name, scenario)| Trial::test(name, move || RUNTIME.block_on(scenario())))
+        .chain(soaks.into_iter().map(|(name, scenario)| {
+            Trial::test(name, move || RUNTIME.block_on(scenario())).with_ignored_flag(true)
+        }))
         .collect();
     libtest_mimic::run(&Arguments::from_args(), trials).exit();
 }
