@@ -814,21 +814,23 @@ async fn a_lost_relay_holds_nothing_up() -> Result<(), Failed> {
 }
 
 /// A soak, ignored by default (`cargo test --test mesh -- --ignored soak`;
-/// `MESH_SOAK_ROUNDS` sets its length, 40 by default, and `MESH_SOAK_SEED`
-/// which workers it kills): sixteen procs in a deep tree (fanout 2) take
-/// bursts of casts to the whole mesh and to half of it, mixed with direct
-/// sends, with a call through the tree after each burst; part-way through
-/// every fifth burst a random worker is killed. No call hangs, live members
-/// answer, lost ones fail, every survivor sees the controller's messages in
-/// increasing order, the last burst reaches every survivor in full, and
-/// nothing is left in flight.
+/// `MESH_SOAK_ROUNDS` sets its length, 40 by default, `MESH_SOAK_SEED` which
+/// workers it kills, `MESH_SOAK_TRANSPORT=quic` the transport): sixteen procs
+/// in a deep tree (fanout 2) take bursts of casts to the whole mesh and to
+/// half of it, mixed with direct sends, with a call through the tree after
+/// each burst; part-way through every fifth burst a random worker is killed.
+/// No call hangs, live members answer, lost ones fail, every survivor sees
+/// the controller's messages in increasing order, the last burst reaches
+/// every survivor in full, and nothing is left in flight.
 async fn soak_tree_casts_with_losses() -> Result<(), Failed> {
     let rounds: u64 = std::env::var("MESH_SOAK_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(40);
+    let transport = std::env::var("MESH_SOAK_TRANSPORT").unwrap_or_else(|_| "same-host".into());
     let (owner, _events) = recording_owner();
     let procs = Host::owned_by(&owner)
+        .with_env("MONARCH_TRANSPORT", &transport)
         .spawn_procs(shape! { procs = 16 })
         .await?;
     let counters = procs
