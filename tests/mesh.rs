@@ -59,6 +59,12 @@ impl Counter {
         monarch::__private::casts_in_flight()
     }
 
+    /// How many casts this process has sent through a tree.
+    #[endpoint]
+    async fn casts_started(&self) -> u64 {
+        monarch::__private::casts_started()
+    }
+
     /// Prints `line` on this process's standard output.
     #[endpoint]
     async fn say(&self, line: String) {
@@ -583,7 +589,8 @@ fn send_mixed(mesh: &ActorMesh<Counter>, sender: &str, n: u64) -> Result<Vec<Vec
 
 async fn casts_through_a_tree(transport: &str) -> Result<(), Failed> {
     let (owner, _events) = recording_owner();
-    // The workers' own casts go through trees like the controller's.
+    // The workers' own default is a tree (fanout 2) from two procs; a mesh
+    // handed to them carries its own setting, which wins.
     let procs = Host::owned_by(&owner)
         .with_env("MONARCH_TRANSPORT", transport)
         .with_env("MONARCH_CAST_FANOUT", "2")
@@ -647,6 +654,11 @@ async fn casts_through_a_tree(transport: &str) -> Result<(), Failed> {
     )];
     for (handle, rank) in workers.into_iter().zip([2, 6]) {
         expected.push((format!("worker{rank}"), bounded(handle).await??));
+        let trees = bounded(counters.member(rank)?.casts_started().call()).await?;
+        check(
+            trees >= N / 2,
+            &format!("worker {rank} cast through trees ({trees} casts)"),
+        )?;
     }
     let seen = bounded(counters.seen().call()).await?;
     for (sender, expected) in &expected {
@@ -666,9 +678,27 @@ async fn casts_through_a_tree(transport: &str) -> Result<(), Failed> {
         "every member counted",
     )?;
     // A worker casts to the mesh it is handed: one member is in its own
-    // process, the seven others are reached through its tree.
-    let sum = bounded(callers.member(5)?.sum_of(counters.clone()).call()).await?;
-    check(sum == 40, &format!("a worker's cast gathered {sum}"))?;
+    // process, the seven others are reached through a tree, unless the mesh
+    // says otherwise.
+    let worker = callers.member(5)?;
+    let plain = ActorMesh::new(
+        counters.shape().clone(),
+        counters.members().map(|(_, m)| m.clone()).collect(),
+    )?;
+    let direct = counters.with_cast_tree(CastTree::DIRECT);
+    for (mesh, tree) in [(&plain, true), (&direct, false), (&counters, true)] {
+        let before = bounded(counters.member(5)?.casts_started().call()).await?;
+        let sum = bounded(worker.sum_of(mesh.clone()).call()).await?;
+        check(sum == 40, &format!("a worker's cast gathered {sum}"))?;
+        let after = bounded(counters.member(5)?.casts_started().call()).await?;
+        check(
+            (after > before) == tree,
+            &format!(
+                "a worker's cast went through a tree: {}, expected {tree}",
+                after > before
+            ),
+        )?;
+    }
     // Every cast is done once its last delivery reports are in: nothing stays,
     // here or in the relays (asked directly, not through a cast).
     check(

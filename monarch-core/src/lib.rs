@@ -94,7 +94,8 @@ pub mod __private {
     pub use serde;
 
     pub use crate::net::{
-        bare_quinn_echo, bare_quinn_transfer, casts_in_flight, probe_as_intruder, BareQuinnPingPong,
+        bare_quinn_echo, bare_quinn_transfer, casts_in_flight, casts_started, probe_as_intruder,
+        BareQuinnPingPong,
     };
     pub use crate::spawn::RemoteSpawn;
     pub use bytes::Bytes;

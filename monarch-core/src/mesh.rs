@@ -68,8 +68,9 @@ pub struct MeshCore<A: Actor> {
     /// Calls in flight per base rank, for `choose`.
     in_flight: Arc<[AtomicUsize]>,
     next: Arc<AtomicUsize>,
-    /// How casts to this mesh fan out.
-    tree: CastTree,
+    /// How casts to this mesh fan out, if set for it; else the process
+    /// default.
+    tree: Option<CastTree>,
 }
 
 impl<A: Actor> Clone for MeshCore<A> {
@@ -131,11 +132,10 @@ impl<A: RemoteActor> ActorMesh<A> {
 
     /// This mesh with casts fanning out as `tree` says, rather than as the
     /// process default ([`CastTree::default`]). The setting stays with this
-    /// handle and its slices; a copy sent to another process uses that
-    /// process's default.
+    /// handle, its slices and copies of it sent to other processes.
     pub fn with_cast_tree(&self, tree: CastTree) -> Self {
         let mut core = self.core().clone();
-        core.tree = tree;
+        core.tree = Some(tree);
         Self::from_core(core)
     }
 
@@ -169,7 +169,7 @@ impl<A: Actor> MeshCore<A> {
             shape,
             in_flight,
             next: Arc::new(AtomicUsize::new(0)),
-            tree: CastTree::default(),
+            tree: None,
         }
     }
 
@@ -218,11 +218,13 @@ impl<A: RemoteActor> fmt::Debug for ActorMesh<A> {
     }
 }
 
-/// A mesh as it travels: the base shape's members and the view.
+/// A mesh as it travels: the base shape's members, the view, and its cast
+/// tree if one was set for it.
 #[derive(Serialize, Deserialize)]
 struct MeshWire<R> {
     shape: Shape,
     members: Vec<R>,
+    tree: Option<CastTree>,
 }
 
 impl<A: RemoteActor> Serialize for ActorMesh<A> {
@@ -231,6 +233,7 @@ impl<A: RemoteActor> Serialize for ActorMesh<A> {
         MeshWire {
             shape: core.shape.clone(),
             members: core.members.to_vec(),
+            tree: core.tree,
         }
         .serialize(serializer)
     }
@@ -238,13 +241,19 @@ impl<A: RemoteActor> Serialize for ActorMesh<A> {
 
 impl<'de, A: RemoteActor> Deserialize<'de> for ActorMesh<A> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let MeshWire { shape, members } = MeshWire::<ActorRef<A>>::deserialize(deserializer)?;
+        let MeshWire {
+            shape,
+            members,
+            tree,
+        } = MeshWire::<ActorRef<A>>::deserialize(deserializer)?;
         if shape.base_ranks().any(|b| b >= members.len()) {
             return Err(serde::de::Error::custom(
                 "actor mesh shape does not fit its members",
             ));
         }
-        Ok(Self::from_core(MeshCore::new(shape, members)))
+        let mut core = MeshCore::new(shape, members);
+        core.tree = tree;
+        Ok(Self::from_core(core))
     }
 }
 
@@ -458,7 +467,7 @@ where
         args: Payload,
         sink: impl Fn(usize, &ActorRef<A>) -> Option<ReplySink>,
     ) -> Vec<(usize, SendError)> {
-        let tree = self.mesh.tree;
+        let tree = self.mesh.tree.unwrap_or_default();
         let remote_procs: HashSet<&str> = members
             .iter()
             .filter_map(|(_, m)| m.core().remote.as_ref().map(|r| r.link.peer()))

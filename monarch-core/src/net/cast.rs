@@ -168,6 +168,7 @@ pub(crate) fn cast(
         }
         return;
     };
+    CASTS_STARTED.fetch_add(1, Ordering::Relaxed);
     let (mut procs, hosts) = group_by_host(targets);
     let here = crate::this_proc().proc_id().host();
     let local = hosts.iter().position(|(name, _)| name == here);
@@ -301,6 +302,14 @@ pub(crate) fn relay(from: &Arc<Link>, frame: CastFrame, body: Bytes) {
         children,
     );
 }
+
+/// How many casts this process has sent through a tree, for tests that check
+/// a tree was used.
+pub fn casts_started() -> u64 {
+    CASTS_STARTED.load(Ordering::Relaxed)
+}
+
+static CASTS_STARTED: AtomicU64 = AtomicU64::new(0);
 
 /// How many subtrees this process still awaits replies or a delivery report
 /// from, over all casts it sent or relayed: zero once every cast is done. For

@@ -14,8 +14,8 @@ mod shm;
 mod tree;
 
 pub use baseline::{bare_quinn_echo, bare_quinn_transfer, BareQuinnPingPong};
-pub use cast::casts_in_flight;
 pub(crate) use cast::{cast, Target};
+pub use cast::{casts_in_flight, casts_started};
 pub(crate) use credential::Credential;
 pub use credential::CredentialError;
 pub(crate) use frame::Header;

@@ -31,7 +31,7 @@ use crate::ActorId;
 /// assert!(!tree.applies(8));
 /// assert!(!CastTree::DIRECT.applies(10_000));
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CastTree {
     /// How many processes each sends a cast on to (at least 2 for a tree).
     pub fanout: usize,
