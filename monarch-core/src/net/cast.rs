@@ -527,6 +527,7 @@ impl Forwarding {
             Upward::Origin { .. } => {
                 // Their messages may never come: tell each not to wait.
                 let Some(router) = router() else { return };
+                let lost: std::collections::HashSet<String> = lost.into_iter().collect();
                 for (addr, seq) in &self.children[child].procs {
                     if lost.contains(addr) {
                         router
