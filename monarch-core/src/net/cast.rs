@@ -25,7 +25,7 @@ use super::gather::Gather;
 use super::link::Link;
 use super::router::router;
 use super::sequence::Sequencer;
-use super::tree::{plan_by_host, CastNode, Planned};
+use super::tree::{plan_by_host, CastNode, CastNodeBuilder, Planned};
 use crate::remote::{Payload, RemoteError, ReplySink};
 use crate::{registry, ActorId, Proc};
 
@@ -228,16 +228,21 @@ fn group_by_host(targets: Vec<Target>) -> (Vec<ProcPart>, Vec<(String, Range<usi
 
 /// The wire form of a planned subtree, numbering the message for each process.
 fn build(planned: &Planned, procs: &mut [ProcPart]) -> CastNode {
-    let (link, members) = &mut procs[planned.proc];
-    let node_addr = link.peer().to_string();
-    let seq = link.next_seq();
-    let members = std::mem::take(members);
-    CastNode {
-        addr: node_addr,
-        seq,
-        members,
-        children: planned.children.iter().map(|c| build(c, procs)).collect(),
+    fn add(planned: &Planned, procs: &mut [ProcPart], tree: &mut CastNodeBuilder) {
+        let (link, members) = &mut procs[planned.proc];
+        tree.enter(
+            link.peer().to_string(),
+            link.next_seq(),
+            std::mem::take(members),
+        );
+        for child in &planned.children {
+            add(child, procs, tree);
+        }
+        tree.leave();
     }
+    let mut tree = CastNode::builder();
+    add(planned, procs, &mut tree);
+    tree.finish()
 }
 
 /// A cast arrived from `from`: hands this process's part on in its origin's
@@ -256,7 +261,12 @@ pub(crate) fn relay(from: &Arc<Link>, frame: CastFrame, body: Bytes) {
     let released = move |lease| {
         releasing.send(Header::SegmentReleased { lease }, Bytes::new());
     };
-    let payload = match Payload::split(body, &segments, released) {
+    let payload = Payload::split(body, &segments, released).and_then(|payload| {
+        node.check()
+            .map(|()| payload)
+            .map_err(|e| RemoteError::Codec(e.to_string()))
+    });
+    let payload = match payload {
         Ok(payload) => payload,
         Err(error) => {
             tracing::error!(%error, "a cast could not be read; its subtree loses it");
@@ -270,17 +280,15 @@ pub(crate) fn relay(from: &Arc<Link>, frame: CastFrame, body: Bytes) {
             return;
         }
     };
-    let CastNode {
-        seq,
-        members,
-        children,
-        ..
-    } = node;
+    // Checked above, so this cannot fail.
+    let Ok((me, children)) = node.split() else {
+        return;
+    };
     router.ordered(
         &router.order_of(&origin),
-        seq,
+        me.seq,
         Ordered::Cast {
-            members,
+            members: me.members,
             endpoint: endpoint.clone(),
             payload: payload.clone(),
             up: reply.then(|| (Arc::clone(from), cast)),
@@ -288,7 +296,7 @@ pub(crate) fn relay(from: &Arc<Link>, frame: CastFrame, body: Bytes) {
     );
     let children = children
         .into_iter()
-        .map(|node| (router.link(&node.addr), node))
+        .map(|node| (router.link(node.addr()), node))
         .collect();
     router.casts.forward(
         Upward::Parent {
@@ -388,7 +396,7 @@ impl Casts {
             .iter()
             .map(|(_, node)| ChildPart {
                 id: self.next.fetch_add(1, Ordering::Relaxed),
-                addr: node.addr.clone(),
+                addr: node.addr().to_string(),
                 procs: node.procs(),
             })
             .collect();
@@ -583,16 +591,23 @@ mod tests {
         fn closed(&self, _: &Arc<Link>, _: &str) {}
     }
 
+    /// A subtree of `(addr, ranks)` processes: the first, then its children,
+    /// each a leaf or given with its own children.
     fn node(addr: &str, ranks: &[u32], children: Vec<CastNode>) -> CastNode {
-        CastNode {
-            addr: addr.into(),
-            seq: 0,
-            members: ranks
+        let mut tree = CastNode::builder();
+        tree.enter(
+            addr.into(),
+            0,
+            ranks
                 .iter()
                 .map(|r| (*r, ActorId::new(ProcId::new("j", addr, 0), "a", 0)))
                 .collect(),
-            children,
+        );
+        for child in children {
+            tree.append(child);
         }
+        tree.leave();
+        tree.finish()
     }
 
     fn next(queue: &mut Queue) -> Option<(Header, Payload)> {

@@ -136,40 +136,133 @@ fn plan_range(range: Range<usize>, fanout: usize) -> Vec<Planned> {
         .collect()
 }
 
-/// One process's part of a cast, as it travels: the number of the message for
-/// this process in its origin's sequence, the members it delivers to, and the
-/// subtrees it forwards to.
+/// The part of a cast tree below (and including) one process, as it travels:
+/// its processes in depth-first order, each with the size of its subtree.
+///
+/// The form is flat so that decoding it never recurses, however deep a
+/// malformed tree claims to be; [`CastNode::split`] checks the sizes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct CastNode {
+    nodes: Vec<WireNode>,
+}
+
+/// One process of a cast tree.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct WireNode {
     /// The process's address.
     pub(crate) addr: String,
     /// The message's number from the origin to this process.
     pub(crate) seq: u64,
     /// The actors here, each with its rank in the cast.
     pub(crate) members: Vec<(u32, ActorId)>,
-    pub(crate) children: Vec<CastNode>,
+    /// How many nodes its subtree has, itself included.
+    size: u32,
 }
 
+/// A cast tree whose subtree sizes do not add up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed cast tree: {0}")]
+pub(crate) struct MalformedTree(&'static str);
+
 impl CastNode {
+    /// A subtree built depth first: `enter` adds a process and makes it the
+    /// parent of those added until the matching `leave`.
+    pub(crate) fn builder() -> CastNodeBuilder {
+        CastNodeBuilder {
+            nodes: Vec::new(),
+            open: Vec::new(),
+        }
+    }
+
+    /// The subtree's own process, first.
+    pub(crate) fn addr(&self) -> &str {
+        self.nodes.first().map_or("", |n| n.addr.as_str())
+    }
+
+    /// Checks that the root and its children's subtrees fit together (each
+    /// subtree checks its own level when it is split in turn).
+    pub(crate) fn check(&self) -> Result<(), MalformedTree> {
+        let root = self.nodes.first().ok_or(MalformedTree("no nodes"))?;
+        if root.size as usize != self.nodes.len() {
+            return Err(MalformedTree("the root's size is not the tree's"));
+        }
+        let mut at = 1;
+        while at < self.nodes.len() {
+            let size = self.nodes[at].size as usize;
+            if size == 0 || size > self.nodes.len() - at {
+                return Err(MalformedTree("a subtree overruns its parent"));
+            }
+            at += size;
+        }
+        Ok(())
+    }
+
+    /// This process's part and the subtrees of its children.
+    pub(crate) fn split(self) -> Result<(WireNode, Vec<CastNode>), MalformedTree> {
+        self.check()?;
+        let mut nodes = self.nodes.into_iter();
+        let root = nodes.next().ok_or(MalformedTree("no nodes"))?;
+        let mut children = Vec::new();
+        while let Some(first) = nodes.next() {
+            let size = first.size as usize;
+            let mut child = Vec::with_capacity(size);
+            child.push(first);
+            child.extend(nodes.by_ref().take(size - 1));
+            children.push(CastNode { nodes: child });
+        }
+        Ok((root, children))
+    }
+
     /// The ranks of this subtree.
     pub(crate) fn ranks(&self) -> Vec<u32> {
-        let mut ranks = Vec::new();
-        self.visit(&mut |node| ranks.extend(node.members.iter().map(|(rank, _)| *rank)));
-        ranks
+        self.nodes
+            .iter()
+            .flat_map(|n| n.members.iter().map(|(rank, _)| *rank))
+            .collect()
     }
 
     /// The address and message number of every process of this subtree.
     pub(crate) fn procs(&self) -> Vec<(String, u64)> {
-        let mut procs = Vec::new();
-        self.visit(&mut |node| procs.push((node.addr.clone(), node.seq)));
-        procs
+        self.nodes.iter().map(|n| (n.addr.clone(), n.seq)).collect()
+    }
+}
+
+/// Builds a [`CastNode`] depth first.
+pub(crate) struct CastNodeBuilder {
+    nodes: Vec<WireNode>,
+    /// The nodes entered and not yet left.
+    open: Vec<usize>,
+}
+
+impl CastNodeBuilder {
+    /// Adds a process below the innermost one entered, and enters it.
+    pub(crate) fn enter(&mut self, addr: String, seq: u64, members: Vec<(u32, ActorId)>) {
+        self.open.push(self.nodes.len());
+        self.nodes.push(WireNode {
+            addr,
+            seq,
+            members,
+            size: 0,
+        });
     }
 
-    fn visit(&self, f: &mut impl FnMut(&CastNode)) {
-        f(self);
-        for child in &self.children {
-            child.visit(f);
+    /// Leaves the innermost process entered: its subtree is complete.
+    pub(crate) fn leave(&mut self) {
+        if let Some(at) = self.open.pop() {
+            self.nodes[at].size = (self.nodes.len() - at) as u32;
         }
+    }
+
+    /// Adds a whole subtree below the innermost process entered.
+    #[cfg(test)]
+    pub(crate) fn append(&mut self, subtree: CastNode) {
+        self.nodes.extend(subtree.nodes);
+    }
+
+    /// The subtree, once every process entered has been left.
+    pub(crate) fn finish(self) -> CastNode {
+        debug_assert!(self.open.is_empty(), "every node entered is left");
+        CastNode { nodes: self.nodes }
     }
 }
 
@@ -293,21 +386,64 @@ mod tests {
         assert_eq!(tree.iter().filter(|p| p.children.is_empty()).count(), 3);
     }
 
+    fn id(i: u64) -> ActorId {
+        ActorId::new(crate::ProcId::new("j", "h", 0), "a", i)
+    }
+
+    /// a -> {b -> {c}, d}
+    fn sample() -> CastNode {
+        let mut tree = CastNode::builder();
+        tree.enter("a".into(), 4, vec![(0, id(0))]);
+        tree.enter("b".into(), 9, vec![(1, id(1)), (2, id(2))]);
+        tree.enter("c".into(), 1, vec![(3, id(3))]);
+        tree.leave();
+        tree.leave();
+        tree.enter("d".into(), 2, vec![(4, id(4))]);
+        tree.leave();
+        tree.leave();
+        tree.finish()
+    }
+
     #[test]
-    fn a_node_lists_its_subtree() {
-        let id = |i: u64| ActorId::new(crate::ProcId::new("j", "h", 0), "a", i);
-        let node = CastNode {
-            addr: "a".into(),
-            seq: 4,
-            members: vec![(0, id(0))],
-            children: vec![CastNode {
-                addr: "b".into(),
-                seq: 9,
-                members: vec![(1, id(1)), (2, id(2))],
-                children: vec![],
-            }],
-        };
-        assert_eq!(node.ranks(), [0, 1, 2]);
-        assert_eq!(node.procs(), [("a".to_string(), 4), ("b".to_string(), 9)]);
+    fn a_node_lists_and_splits_its_subtree() {
+        let node = sample();
+        assert_eq!(node.addr(), "a");
+        assert_eq!(node.ranks(), [0, 1, 2, 3, 4]);
+        assert_eq!(node.procs()[1], ("b".to_string(), 9));
+        let (me, children) = node.split().unwrap();
+        assert_eq!((me.addr.as_str(), me.seq, me.members.len()), ("a", 4, 1));
+        let addrs: Vec<&str> = children.iter().map(CastNode::addr).collect();
+        assert_eq!(addrs, ["b", "d"]);
+        assert_eq!(children[0].ranks(), [1, 2, 3]);
+        let (b, below_b) = children[0].clone().split().unwrap();
+        assert_eq!(b.addr, "b");
+        assert_eq!(below_b.len(), 1);
+        assert_eq!(below_b[0].clone().split().unwrap().1, vec![]);
+    }
+
+    #[test]
+    fn malformed_trees_are_errors_not_panics() {
+        let good = sample();
+        let mut wrong_root = good.clone();
+        wrong_root.nodes[0].size = 9;
+        assert!(wrong_root.split().is_err());
+        let mut overrun = good.clone();
+        overrun.nodes[1].size = 7;
+        assert!(overrun.split().is_err());
+        let mut empty_child = good.clone();
+        empty_child.nodes[1].size = 0;
+        assert!(empty_child.split().is_err());
+        assert!(CastNode { nodes: vec![] }.split().is_err());
+        // A deep tree decodes without recursing.
+        let mut deep = CastNode::builder();
+        for i in 0..100_000 {
+            deep.enter(format!("p{i}"), 0, vec![]);
+        }
+        for _ in 0..100_000 {
+            deep.leave();
+        }
+        let bytes = postcard::to_allocvec(&deep.finish()).unwrap();
+        let decoded: CastNode = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(decoded.procs().len(), 100_000);
     }
 }
