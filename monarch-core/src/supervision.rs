@@ -18,7 +18,11 @@ use crate::ActorId;
 /// top#0 failed: unhandled supervision event
 ///   caused by: middle#1 failed in endpoint `work`: panicked: boom
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Between processes an event travels as its chain, flattened: decoding one
+/// never recurses, and a chain longer than [`SupervisionEvent::MAX_CHAIN`]
+/// is refused as malformed.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SupervisionEvent {
     /// The actor that failed.
     pub actor: ActorId,
@@ -48,6 +52,9 @@ pub enum Failure {
 }
 
 impl SupervisionEvent {
+    /// The longest chain of causes an event may carry between processes.
+    pub const MAX_CHAIN: usize = 1024;
+
     /// The chain of events, this one first, down to the root cause.
     pub fn chain(&self) -> impl Iterator<Item = &SupervisionEvent> {
         std::iter::successors(Some(self), |e| e.caused_by.as_deref())
@@ -56,6 +63,62 @@ impl SupervisionEvent {
     /// The innermost event of the chain: where the failure began.
     pub fn root_cause(&self) -> &SupervisionEvent {
         self.chain().last().expect("a chain has at least one event")
+    }
+}
+
+/// One event of a chain, without its cause: the wire form of a chain is a
+/// list of these, outermost first.
+#[derive(Serialize)]
+struct LinkRef<'a> {
+    actor: &'a ActorId,
+    endpoint: &'a Option<String>,
+    failure: &'a Failure,
+}
+
+#[derive(Deserialize)]
+struct Link {
+    actor: ActorId,
+    endpoint: Option<String>,
+    failure: Failure,
+}
+
+impl Serialize for SupervisionEvent {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Collected first: compact encoders need the length up front.
+        let links: Vec<LinkRef<'_>> = self
+            .chain()
+            .map(|event| LinkRef {
+                actor: &event.actor,
+                endpoint: &event.endpoint,
+                failure: &event.failure,
+            })
+            .collect();
+        links.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for SupervisionEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let links = Vec::<Link>::deserialize(deserializer)?;
+        if links.len() > Self::MAX_CHAIN {
+            return Err(serde::de::Error::custom(format!(
+                "a supervision chain of {} events exceeds the limit of {}",
+                links.len(),
+                Self::MAX_CHAIN
+            )));
+        }
+        let mut event: Option<Box<SupervisionEvent>> = None;
+        for link in links.into_iter().rev() {
+            event = Some(Box::new(SupervisionEvent {
+                actor: link.actor,
+                endpoint: link.endpoint,
+                failure: link.failure,
+                caused_by: event,
+            }));
+        }
+        event
+            .map(|event| *event)
+            .ok_or_else(|| serde::de::Error::custom("an empty supervision chain"))
     }
 }
 
@@ -115,4 +178,48 @@ pub fn exit_on_fault() -> FaultHook {
         eprintln!("monarch: unhandled actor failure, exiting:\n  {event}");
         std::process::exit(1);
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ProcId;
+
+    fn event(depth: usize) -> SupervisionEvent {
+        let mut event = None;
+        for i in (0..depth).rev() {
+            event = Some(Box::new(SupervisionEvent {
+                actor: ActorId::new(ProcId::new("j", "h", 0), "a", i as u64),
+                endpoint: (i % 2 == 0).then(|| "work".to_string()),
+                failure: if i + 1 == depth {
+                    Failure::Panicked("boom".into())
+                } else {
+                    Failure::UnhandledSupervision
+                },
+                caused_by: event,
+            }));
+        }
+        *event.expect("depth of at least one")
+    }
+
+    #[test]
+    fn chains_travel_whole() {
+        for depth in [1, 2, 5] {
+            let sent = event(depth);
+            let bytes = postcard::to_allocvec(&sent).unwrap();
+            let got: SupervisionEvent = postcard::from_bytes(&bytes).unwrap();
+            assert_eq!(got, sent);
+            assert_eq!(got.chain().count(), depth);
+            assert_eq!(got.root_cause().failure, Failure::Panicked("boom".into()));
+        }
+    }
+
+    #[test]
+    fn overlong_and_empty_chains_are_refused() {
+        let long = event(SupervisionEvent::MAX_CHAIN + 1);
+        let bytes = postcard::to_allocvec(&long).unwrap();
+        assert!(postcard::from_bytes::<SupervisionEvent>(&bytes).is_err());
+        let empty = postcard::to_allocvec(&Vec::<u8>::new()).unwrap();
+        assert!(postcard::from_bytes::<SupervisionEvent>(&empty).is_err());
+    }
 }
