@@ -64,7 +64,7 @@ pub(crate) struct Link {
     direct: OnceLock<Direct>,
     /// Shared-memory segments sent over this link and not yet mapped by the
     /// peer, by lease.
-    shared: Mutex<HashMap<u64, SharedSegment>>,
+    shared: Mutex<HashMap<u64, Arc<SharedSegment>>>,
     pending: Mutex<Pending>,
     next_id: AtomicU64,
     /// The number of the next ordered frame (message or stop) to the peer.
@@ -242,7 +242,7 @@ impl Link {
         let mut inline = Vec::new();
         for segment in segments {
             if self.direct.get().is_some() && segment.len() >= SHARE_FROM && shm_enabled() {
-                match SharedSegment::new(&segment) {
+                match SharedSegment::share(&segment) {
                     Ok(shared) => {
                         let lease = self.next_id.fetch_add(1, Ordering::Relaxed);
                         described.push(shared.describe(lease));
@@ -262,12 +262,11 @@ impl Link {
 
     /// The peer is done with the shared segment of `lease`.
     pub(crate) fn segment_released(&self, lease: u64) {
-        if let Some(segment) = self.lock_shared().remove(&lease) {
-            segment.recycle();
-        }
+        // The last lease on a segment returns its file to the pool.
+        drop(self.lock_shared().remove(&lease));
     }
 
-    fn lock_shared(&self) -> std::sync::MutexGuard<'_, HashMap<u64, SharedSegment>> {
+    fn lock_shared(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<SharedSegment>>> {
         self.shared
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

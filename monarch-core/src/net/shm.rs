@@ -16,7 +16,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -50,12 +50,21 @@ pub(crate) enum Segment {
     },
 }
 
-/// A segment copied into shared memory, held open until the receiver has
-/// mapped it.
+/// A segment copied into shared memory, held open until every receiver is
+/// done with it. Shared by reference count: sending one `Bytes` to many
+/// processes of this host (a broadcast) copies it once; the file goes back to
+/// the pool when the last lease on it is released.
 pub(crate) struct SharedSegment {
-    file: File,
+    /// `None` only while being dropped.
+    file: Option<File>,
     len: u64,
+    /// The buffer copied: held so that its address, by which a later send of
+    /// the same buffer finds this copy, cannot be reused for other data.
+    _source: Bytes,
 }
+
+/// The segments alive now, by the address and length of the buffer copied.
+static LIVE: Mutex<Vec<(usize, usize, Weak<SharedSegment>)>> = Mutex::new(Vec::new());
 
 /// Files of released segments, ready for reuse, up to [`POOL_BYTES`] in all.
 static POOL: Mutex<Vec<(File, u64)>> = Mutex::new(Vec::new());
@@ -67,9 +76,27 @@ fn pool() -> std::sync::MutexGuard<'static, Vec<(File, u64)>> {
 }
 
 impl SharedSegment {
+    /// The shared copy of `bytes`: the live one if this buffer was shared
+    /// before and some receiver still holds it, else a new copy.
+    pub(crate) fn share(bytes: &Bytes) -> io::Result<Arc<Self>> {
+        let key = (bytes.as_ptr() as usize, bytes.len());
+        let mut live = LIVE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        live.retain(|(_, _, segment)| segment.strong_count() > 0);
+        let found = live
+            .iter()
+            .filter(|(ptr, len, _)| (*ptr, *len) == key)
+            .find_map(|(_, _, segment)| segment.upgrade());
+        if let Some(segment) = found {
+            return Ok(segment);
+        }
+        let segment = Arc::new(Self::new(bytes)?);
+        live.push((key.0, key.1, Arc::downgrade(&segment)));
+        Ok(segment)
+    }
+
     /// Copies `bytes` into a shared-memory file: a pooled one large enough if
     /// there is one, else a new unnamed one.
-    pub(crate) fn new(bytes: &Bytes) -> io::Result<Self> {
+    fn new(bytes: &Bytes) -> io::Result<Self> {
         let len = bytes.len() as u64;
         let pooled = {
             let mut pool = pool();
@@ -97,32 +124,43 @@ impl SharedSegment {
                 file
             }
         };
-        Ok(SharedSegment { file, len })
+        Ok(SharedSegment {
+            file: Some(file),
+            len,
+            _source: bytes.clone(),
+        })
     }
 
     /// How the receiver finds it.
     pub(crate) fn describe(&self, lease: u64) -> Segment {
         Segment::Shared {
             pid: std::process::id(),
-            fd: self.file.as_raw_fd(),
+            fd: self.file.as_ref().map_or(-1, AsRawFd::as_raw_fd),
             len: self.len,
             lease,
         }
     }
+}
 
-    /// The receiver is done with it: keep the file for reuse if the pool has
-    /// room, else free it (off the caller's task: freeing takes milliseconds).
-    pub(crate) fn recycle(self) {
-        let size = self.file.metadata().map(|m| m.len()).unwrap_or(0);
+/// Every receiver is done with it: keep the file for reuse if the pool has
+/// room, else free it (off the caller's task where there is a runtime:
+/// freeing takes milliseconds).
+impl Drop for SharedSegment {
+    fn drop(&mut self) {
+        let Some(file) = self.file.take() else { return };
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         {
             let mut pool = pool();
             let pooled: u64 = pool.iter().map(|(_, s)| s).sum();
             if pooled + size <= POOL_BYTES {
-                pool.push((self.file, size));
+                pool.push((file, size));
                 return;
             }
         }
-        tokio::task::spawn_blocking(move || drop(self));
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(move || drop(file))),
+            Err(_) => drop(file),
+        }
     }
 }
 
@@ -201,6 +239,26 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
+
+    #[test]
+    fn one_buffer_sent_many_times_is_copied_once() {
+        let data = Bytes::from(vec![7u8; 2 << 20]);
+        let first = SharedSegment::share(&data).unwrap();
+        let again = SharedSegment::share(&data.clone()).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "a clone of the buffer shares the copy");
+        let part = SharedSegment::share(&data.slice(1..)).unwrap();
+        assert!(!Arc::ptr_eq(&first, &part), "a slice is another buffer");
+        let other = SharedSegment::share(&Bytes::from(vec![7u8; 2 << 20])).unwrap();
+        assert!(!Arc::ptr_eq(&first, &other));
+        drop((first, again));
+        // Once every lease is gone the next send makes a fresh copy.
+        let later = SharedSegment::share(&data).unwrap();
+        let Segment::Shared { pid, fd, len, .. } = later.describe(1) else {
+            panic!("not shared");
+        };
+        let mapped = map(pid, fd, len, Box::new(|| {})).unwrap();
+        assert_eq!(mapped, data);
+    }
 
     #[test]
     fn a_shared_segment_maps_back_unchanged_and_is_released_once() {
