@@ -610,6 +610,21 @@ async fn casts_through_a_tree(transport: &str) -> Result<(), Failed> {
     )?;
     let pids: std::collections::HashSet<u32> = who.values().iter().map(|(_, p)| *p).collect();
     check(pids.len() == 8, "from eight processes")?;
+    // A large argument: on one host the relays pass on the caller's shared
+    // copy rather than copying it again.
+    let big = Bytes::from(
+        (0..3u32 << 20)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    let expected = big.iter().fold(0u8, |a, b| a.wrapping_add(*b));
+    for _ in 0..3 {
+        let sizes = bounded(counters.size_of(big.clone()).call()).await?;
+        check(
+            sizes.values().iter().all(|s| *s == (3 << 20, expected)),
+            &format!("every member got the large argument intact: {sizes:?}"),
+        )?;
+    }
     let even = bounded(counters.slice("gpus", Step(.., 2))?.whoami().call()).await?;
     check(
         even.values().iter().map(|(rank, _)| *rank).eq([0, 2, 4, 6]),

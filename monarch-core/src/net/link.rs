@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, Notify};
 
 use super::cast::OrderSlot;
 use super::frame::{encode_prefix, FrameDecoder, Header};
-use super::shm::{enabled as shm_enabled, Segment, SharedSegment, SHARE_FROM};
+use super::shm::{enabled as shm_enabled, Leased, Segment, SHARE_FROM};
 use crate::remote::{Payload, RemoteError, ReplySink};
 
 /// What a link hands upwards.
@@ -64,7 +64,7 @@ pub(crate) struct Link {
     direct: OnceLock<Direct>,
     /// Shared-memory segments sent over this link and not yet mapped by the
     /// peer, by lease.
-    shared: Mutex<HashMap<u64, Arc<SharedSegment>>>,
+    shared: Mutex<HashMap<u64, Leased>>,
     pending: Mutex<Pending>,
     next_id: AtomicU64,
     /// The number of the next ordered frame (message or stop) to the peer.
@@ -242,7 +242,7 @@ impl Link {
         let mut inline = Vec::new();
         for segment in segments {
             if self.direct.get().is_some() && segment.len() >= SHARE_FROM && shm_enabled() {
-                match SharedSegment::share(&segment) {
+                match Leased::new(&segment) {
                     Ok(shared) => {
                         let lease = self.next_id.fetch_add(1, Ordering::Relaxed);
                         described.push(shared.describe(lease));
@@ -266,7 +266,7 @@ impl Link {
         drop(self.lock_shared().remove(&lease));
     }
 
-    fn lock_shared(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<SharedSegment>>> {
+    fn lock_shared(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Leased>> {
         self.shared
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -66,6 +66,74 @@ pub(crate) struct SharedSegment {
 /// The segments alive now, by the address and length of the buffer copied.
 static LIVE: Mutex<Vec<(usize, usize, Weak<SharedSegment>)>> = Mutex::new(Vec::new());
 
+/// Other processes' segments mapped here, by the mapping's address and
+/// length, with the process and descriptor they came from.
+static MAPPED: Mutex<Vec<(usize, usize, u32, i32)>> = Mutex::new(Vec::new());
+
+fn mapped() -> std::sync::MutexGuard<'static, Vec<(usize, usize, u32, i32)>> {
+    MAPPED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A segment lent to one receiver on this host until it releases it.
+pub(crate) struct Leased {
+    pid: u32,
+    fd: i32,
+    len: u64,
+    /// What keeps the file's bytes in place while the receiver may read them.
+    _hold: Hold,
+}
+
+enum Hold {
+    /// A copy made here.
+    Copy { _segment: Arc<SharedSegment> },
+    /// A mapping of another process's segment, passed on as it is: holding
+    /// it holds that process's lease.
+    Mapping { _mapping: Bytes },
+}
+
+impl Leased {
+    /// Lends `bytes` to a receiver on this host. A buffer that is itself a
+    /// whole mapping of another process's segment (a relay passing a cast on)
+    /// is described by that segment's file, not copied; any other is copied
+    /// into shared memory once, however many receivers it goes to.
+    pub(crate) fn new(bytes: &Bytes) -> io::Result<Leased> {
+        let key = (bytes.as_ptr() as usize, bytes.len());
+        let origin = mapped()
+            .iter()
+            .find(|(ptr, len, _, _)| (*ptr, *len) == key)
+            .map(|(_, _, pid, fd)| (*pid, *fd));
+        if let Some((pid, fd)) = origin {
+            return Ok(Leased {
+                pid,
+                fd,
+                len: bytes.len() as u64,
+                _hold: Hold::Mapping {
+                    _mapping: bytes.clone(),
+                },
+            });
+        }
+        let copy = SharedSegment::share(bytes)?;
+        Ok(Leased {
+            pid: std::process::id(),
+            fd: copy.file.as_ref().map_or(-1, AsRawFd::as_raw_fd),
+            len: copy.len,
+            _hold: Hold::Copy { _segment: copy },
+        })
+    }
+
+    /// How the receiver finds it.
+    pub(crate) fn describe(&self, lease: u64) -> Segment {
+        Segment::Shared {
+            pid: self.pid,
+            fd: self.fd,
+            len: self.len,
+            lease,
+        }
+    }
+}
+
 /// Files of released segments, ready for reuse, up to [`POOL_BYTES`] in all.
 static POOL: Mutex<Vec<(File, u64)>> = Mutex::new(Vec::new());
 const POOL_BYTES: u64 = 1 << 30;
@@ -80,7 +148,9 @@ impl SharedSegment {
     /// before and some receiver still holds it, else a new copy.
     pub(crate) fn share(bytes: &Bytes) -> io::Result<Arc<Self>> {
         let key = (bytes.as_ptr() as usize, bytes.len());
-        let mut live = LIVE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut live = LIVE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         live.retain(|(_, _, segment)| segment.strong_count() > 0);
         let found = live
             .iter()
@@ -130,16 +200,6 @@ impl SharedSegment {
             _source: bytes.clone(),
         })
     }
-
-    /// How the receiver finds it.
-    pub(crate) fn describe(&self, lease: u64) -> Segment {
-        Segment::Shared {
-            pid: std::process::id(),
-            fd: self.file.as_ref().map_or(-1, AsRawFd::as_raw_fd),
-            len: self.len,
-            lease,
-        }
-    }
 }
 
 /// Every receiver is done with it: keep the file for reuse if the pool has
@@ -179,6 +239,8 @@ impl AsRef<[u8]> for Mapped {
 
 impl Drop for Mapped {
     fn drop(&mut self) {
+        let at = self.map.as_ptr() as usize;
+        mapped().retain(|(ptr, _, _, _)| *ptr != at);
         if let Some(released) = self.released.take() {
             released();
         }
@@ -222,11 +284,14 @@ pub(crate) fn map(
     // mapped bytes do not change while the mapping lives.
     let map = unsafe { memmap2::MmapOptions::new().len(len as usize).map(&file) };
     match map {
-        Ok(map) => Ok(Bytes::from_owner(Mapped {
-            map,
-            len: len as usize,
-            released: Some(released),
-        })),
+        Ok(map) => {
+            mapped().push((map.as_ptr() as usize, len as usize, pid, fd));
+            Ok(Bytes::from_owner(Mapped {
+                map,
+                len: len as usize,
+                released: Some(released),
+            }))
+        }
         Err(error) => {
             released();
             Err(error)
@@ -245,19 +310,71 @@ mod tests {
         let data = Bytes::from(vec![7u8; 2 << 20]);
         let first = SharedSegment::share(&data).unwrap();
         let again = SharedSegment::share(&data.clone()).unwrap();
-        assert!(Arc::ptr_eq(&first, &again), "a clone of the buffer shares the copy");
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "a clone of the buffer shares the copy"
+        );
         let part = SharedSegment::share(&data.slice(1..)).unwrap();
         assert!(!Arc::ptr_eq(&first, &part), "a slice is another buffer");
         let other = SharedSegment::share(&Bytes::from(vec![7u8; 2 << 20])).unwrap();
         assert!(!Arc::ptr_eq(&first, &other));
         drop((first, again));
         // Once every lease is gone the next send makes a fresh copy.
-        let later = SharedSegment::share(&data).unwrap();
+        let later = Leased::new(&data).unwrap();
         let Segment::Shared { pid, fd, len, .. } = later.describe(1) else {
             panic!("not shared");
         };
+        assert_eq!(pid, std::process::id());
         let mapped = map(pid, fd, len, Box::new(|| {})).unwrap();
         assert_eq!(mapped, data);
+    }
+
+    #[test]
+    fn a_mapping_passed_on_is_lent_as_the_original_file() {
+        let data = Bytes::from(vec![3u8; 2 << 20]);
+        let copy = Leased::new(&data).unwrap();
+        let Segment::Shared { pid, fd, len, .. } = copy.describe(1) else {
+            panic!("not shared");
+        };
+        let released = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&released);
+        let mapped = map(
+            pid,
+            fd,
+            len,
+            Box::new(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }),
+        )
+        .unwrap();
+        // A relay lends what it mapped: the same file, no new copy.
+        let passed = Leased::new(&mapped).unwrap();
+        assert_eq!(
+            passed.describe(2),
+            Segment::Shared {
+                pid,
+                fd,
+                len,
+                lease: 2
+            }
+        );
+        // A slice of it is another buffer, copied.
+        let sliced = Leased::new(&mapped.slice(1..)).unwrap();
+        assert_ne!(
+            sliced.describe(3),
+            Segment::Shared {
+                pid,
+                fd,
+                len: len - 1,
+                lease: 3
+            }
+        );
+        // The mapping is released upstream only when the last holder is done.
+        drop(mapped);
+        drop(sliced);
+        assert_eq!(released.load(Ordering::SeqCst), 0, "still lent on");
+        drop(passed);
+        assert_eq!(released.load(Ordering::SeqCst), 1);
     }
 
     #[test]
@@ -267,7 +384,7 @@ mod tests {
                 .map(|i| (i % 253) as u8)
                 .collect::<Vec<u8>>(),
         );
-        let shared = SharedSegment::new(&data).unwrap();
+        let shared = Leased::new(&data).unwrap();
         let Segment::Shared { pid, fd, len, .. } = shared.describe(1) else {
             panic!("not shared");
         };
