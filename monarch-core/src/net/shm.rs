@@ -11,6 +11,12 @@
 //! small pool: the next large segment is copied into pages that are already
 //! allocated, which on a fresh buffer costs as much as the copy itself. A
 //! link that closes drops what it was still holding.
+//!
+//! One buffer sent to many processes (a broadcast) is copied once, and the
+//! file goes back to the pool when the last of them releases it. A process
+//! that passes on a buffer it mapped (a relay of a cast tree) lends the
+//! original file instead of copying it, and holds its own mapping, and so the
+//! original sender's lease, until everyone it lent to is done.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
