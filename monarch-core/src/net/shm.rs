@@ -311,6 +311,19 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
+    /// Maps what `leased` describes, counting the releases of the mapping.
+    fn map_counting(leased: &Leased) -> (Bytes, Arc<AtomicUsize>) {
+        let Segment::Shared { pid, fd, len, .. } = leased.describe(0) else {
+            panic!("not shared");
+        };
+        let releases = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&releases);
+        let release = move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        };
+        (map(pid, fd, len, Box::new(release)).unwrap(), releases)
+    }
+
     #[test]
     fn one_buffer_sent_many_times_is_copied_once() {
         let data = Bytes::from(vec![7u8; 2 << 20]);
@@ -339,20 +352,10 @@ mod tests {
     fn a_mapping_passed_on_is_lent_as_the_original_file() {
         let data = Bytes::from(vec![3u8; 2 << 20]);
         let copy = Leased::new(&data).unwrap();
+        let (mapped, released) = map_counting(&copy);
         let Segment::Shared { pid, fd, len, .. } = copy.describe(1) else {
             panic!("not shared");
         };
-        let released = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&released);
-        let mapped = map(
-            pid,
-            fd,
-            len,
-            Box::new(move || {
-                counter.fetch_add(1, Ordering::SeqCst);
-            }),
-        )
-        .unwrap();
         // A relay lends what it mapped: the same file, no new copy.
         let passed = Leased::new(&mapped).unwrap();
         assert_eq!(
@@ -391,20 +394,10 @@ mod tests {
                 .collect::<Vec<u8>>(),
         );
         let shared = Leased::new(&data).unwrap();
+        let (mapped, releases) = map_counting(&shared);
         let Segment::Shared { pid, fd, len, .. } = shared.describe(1) else {
             panic!("not shared");
         };
-        let releases = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&releases);
-        let mapped = map(
-            pid,
-            fd,
-            len,
-            Box::new(move || {
-                counter.fetch_add(1, Ordering::SeqCst);
-            }),
-        )
-        .unwrap();
         assert_eq!(mapped, data);
         let slice = mapped.slice(10..20);
         drop(mapped);
