@@ -468,11 +468,15 @@ where
         sink: impl Fn(usize, &ActorRef<A>) -> Option<ReplySink>,
     ) -> Vec<(usize, SendError)> {
         let tree = self.mesh.tree.unwrap_or_default();
-        let remote_procs: HashSet<&str> = members
-            .iter()
-            .filter_map(|(_, m)| m.core().remote.as_ref().map(|r| r.link.peer()))
-            .collect();
-        let through_tree = tree.applies(remote_procs.len());
+        // Processes are counted only for a mesh that could reach a tree's
+        // threshold: a small mesh's cast pays nothing for trees.
+        let through_tree = tree.applies(members.len()) && {
+            let remote_procs: HashSet<&str> = members
+                .iter()
+                .filter_map(|(_, m)| m.core().remote.as_ref().map(|r| r.link.peer()))
+                .collect();
+            tree.applies(remote_procs.len())
+        };
         let mut failed = Vec::new();
         let mut targets = Vec::new();
         let mut sinks = HashMap::new();
