@@ -280,10 +280,7 @@ pub(crate) fn relay(from: &Arc<Link>, frame: CastFrame, body: Bytes) {
             return;
         }
     };
-    // Checked above, so this cannot fail.
-    let Ok((me, children)) = node.split() else {
-        return;
-    };
+    let (me, children) = node.split();
     router.ordered(
         &router.order_of(&origin),
         me.seq,

@@ -147,7 +147,7 @@ pub(crate) struct CastNode {
 }
 
 /// One process of a cast tree.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct WireNode {
     /// The process's address.
     pub(crate) addr: String,
@@ -197,20 +197,23 @@ impl CastNode {
         Ok(())
     }
 
-    /// This process's part and the subtrees of its children.
-    pub(crate) fn split(self) -> Result<(WireNode, Vec<CastNode>), MalformedTree> {
-        self.check()?;
+    /// This process's part and the subtrees of its children. Call
+    /// [`CastNode::check`] first: a malformed tree splits without panicking,
+    /// but into nonsense.
+    pub(crate) fn split(self) -> (WireNode, Vec<CastNode>) {
         let mut nodes = self.nodes.into_iter();
-        let root = nodes.next().ok_or(MalformedTree("no nodes"))?;
+        let Some(root) = nodes.next() else {
+            return (WireNode::default(), Vec::new());
+        };
         let mut children = Vec::new();
         while let Some(first) = nodes.next() {
-            let size = first.size as usize;
-            let mut child = Vec::with_capacity(size);
+            let rest = (first.size as usize).saturating_sub(1);
+            let mut child = Vec::with_capacity(rest + 1);
             child.push(first);
-            child.extend(nodes.by_ref().take(size - 1));
+            child.extend(nodes.by_ref().take(rest));
             children.push(CastNode { nodes: child });
         }
-        Ok((root, children))
+        (root, children)
     }
 
     /// The ranks of this subtree.
@@ -410,15 +413,17 @@ mod tests {
         assert_eq!(node.addr(), "a");
         assert_eq!(node.ranks(), [0, 1, 2, 3, 4]);
         assert_eq!(node.procs()[1], ("b".to_string(), 9));
-        let (me, children) = node.split().unwrap();
+        node.check().unwrap();
+        let (me, children) = node.split();
         assert_eq!((me.addr.as_str(), me.seq, me.members.len()), ("a", 4, 1));
         let addrs: Vec<&str> = children.iter().map(CastNode::addr).collect();
         assert_eq!(addrs, ["b", "d"]);
         assert_eq!(children[0].ranks(), [1, 2, 3]);
-        let (b, below_b) = children[0].clone().split().unwrap();
+        children[0].check().unwrap();
+        let (b, below_b) = children[0].clone().split();
         assert_eq!(b.addr, "b");
         assert_eq!(below_b.len(), 1);
-        assert_eq!(below_b[0].clone().split().unwrap().1, vec![]);
+        assert_eq!(below_b[0].clone().split().1, vec![]);
     }
 
     #[test]
@@ -426,14 +431,16 @@ mod tests {
         let good = sample();
         let mut wrong_root = good.clone();
         wrong_root.nodes[0].size = 9;
-        assert!(wrong_root.split().is_err());
+        assert!(wrong_root.check().is_err());
         let mut overrun = good.clone();
         overrun.nodes[1].size = 7;
-        assert!(overrun.split().is_err());
+        assert!(overrun.check().is_err());
+        let _ = overrun.split();
         let mut empty_child = good.clone();
         empty_child.nodes[1].size = 0;
-        assert!(empty_child.split().is_err());
-        assert!(CastNode { nodes: vec![] }.split().is_err());
+        assert!(empty_child.check().is_err());
+        let _ = empty_child.split();
+        assert!(CastNode { nodes: vec![] }.check().is_err());
         // A deep tree decodes without recursing.
         let mut deep = CastNode::builder();
         for i in 0..100_000 {
