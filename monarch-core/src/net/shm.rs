@@ -70,7 +70,28 @@ pub(crate) struct SharedSegment {
 }
 
 /// The segments alive now, by the address and length of the buffer copied.
-static LIVE: Mutex<Vec<(usize, usize, Weak<SharedSegment>)>> = Mutex::new(Vec::new());
+static LIVE: Mutex<LiveTable> = Mutex::new(Vec::new());
+
+type LiveTable = Vec<(usize, usize, Weak<SharedSegment>)>;
+
+fn live() -> std::sync::MutexGuard<'static, LiveTable> {
+    let mut live = LIVE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    live.retain(|(_, _, segment)| segment.strong_count() > 0);
+    live
+}
+
+/// The live copy of the buffer at `key` (address, length), if any.
+fn find_live(key: (usize, usize)) -> Option<Arc<SharedSegment>> {
+    find_in(&live(), key)
+}
+
+fn find_in(live: &LiveTable, key: (usize, usize)) -> Option<Arc<SharedSegment>> {
+    live.iter()
+        .filter(|(ptr, len, _)| (*ptr, *len) == key)
+        .find_map(|(_, _, segment)| segment.upgrade())
+}
 
 /// Other processes' segments mapped here, by the mapping's address and
 /// length, with the process and descriptor they came from.
@@ -154,18 +175,18 @@ impl SharedSegment {
     /// before and some receiver still holds it, else a new copy.
     pub(crate) fn share(bytes: &Bytes) -> io::Result<Arc<Self>> {
         let key = (bytes.as_ptr() as usize, bytes.len());
-        let mut live = LIVE
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        live.retain(|(_, _, segment)| segment.strong_count() > 0);
-        let found = live
-            .iter()
-            .filter(|(ptr, len, _)| (*ptr, *len) == key)
-            .find_map(|(_, _, segment)| segment.upgrade());
-        if let Some(segment) = found {
+        if let Some(segment) = find_live(key) {
             return Ok(segment);
         }
+        // The copy is made without the table locked: it can take
+        // milliseconds, and other buffers' sends need not wait for it.
         let segment = Arc::new(Self::new(bytes)?);
+        let mut live = live();
+        // A send of the same buffer that copied it meanwhile wins; this copy
+        // goes back to the pool.
+        if let Some(earlier) = find_in(&live, key) {
+            return Ok(earlier);
+        }
         live.push((key.0, key.1, Arc::downgrade(&segment)));
         Ok(segment)
     }
