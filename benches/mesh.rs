@@ -45,7 +45,33 @@ impl Echo {
     /// Starts a bare quinn echo server in this process; returns its address.
     #[endpoint]
     async fn quinn_echo(&self) -> Result<String, String> {
-        monarch::__private::bare_quinn_echo().await
+        monarch::testing::bare_quinn_echo().await
+    }
+
+    /// Starts a bare Unix-socket echo server in this process (an abstract
+    /// socket, as the same-host path uses); returns its name.
+    #[endpoint]
+    async fn unix_echo(&self) -> Result<String, String> {
+        use std::io::{Read, Write};
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("monarch-bench-echo-{}", std::process::id());
+        let addr =
+            std::os::unix::net::SocketAddr::from_abstract_name(&name).map_err(|e| e.to_string())?;
+        let listener =
+            std::os::unix::net::UnixListener::bind_addr(&addr).map_err(|e| e.to_string())?;
+        std::thread::spawn(move || {
+            while let Ok((mut stream, _)) = listener.accept() {
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 64];
+                    while let Ok(n) = stream.read(&mut buf) {
+                        if n == 0 || stream.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Ok(name)
     }
 
     /// Starts a bare UDP echo server in this process; returns its address.
@@ -91,6 +117,8 @@ struct Fixture {
     /// One actor in each of `WIDE` processes.
     wide: ActorMesh<Echo>,
     udp_peer: String,
+    /// A bare Unix-socket echo server in the same-host worker.
+    unix_peer: String,
     /// A bare quinn echo server in the QUIC worker.
     quinn_peer: String,
 }
@@ -120,6 +148,7 @@ async fn fixture() -> Fixture {
         .expect("procs");
     let wide = wide_procs.spawn::<Echo>("echo", ()).await.expect("spawn");
     let udp_peer = one.udp_echo().call_one().await.expect("udp");
+    let unix_peer = one.unix_echo().call_one().await.expect("unix");
     let quinn_peer = one_quic.quinn_echo().call_one().await.expect("quinn");
     Fixture {
         _procs: [procs, quic_procs, thread_procs, wide_procs],
@@ -129,6 +158,7 @@ async fn fixture() -> Fixture {
         eight,
         wide,
         udp_peer,
+        unix_peer,
         quinn_peer,
     }
 }
@@ -164,11 +194,24 @@ fn ask(c: &mut Criterion, f: &Fixture) {
             start.elapsed()
         })
     });
+    group.bench_function(BenchmarkId::new("loopback", "unix_ping_pong"), |b| {
+        use std::io::{Read, Write};
+        use std::os::linux::net::SocketAddrExt;
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(&f.unix_peer).expect("name");
+        let mut stream = std::os::unix::net::UnixStream::connect_addr(&addr).expect("connect");
+        let mut buf = [0u8; 4];
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                stream.write_all(b"ping").expect("send");
+                stream.read_exact(&mut buf).expect("recv");
+            }
+            start.elapsed()
+        })
+    });
     group.bench_function(BenchmarkId::new("loopback", "quinn_ping_pong"), |b| {
         let mut client = RUNTIME
-            .block_on(monarch::__private::BareQuinnPingPong::connect(
-                &f.quinn_peer,
-            ))
+            .block_on(monarch::testing::BareQuinnPingPong::connect(&f.quinn_peer))
             .expect("connect");
         b.iter_custom(|iters| {
             RUNTIME.block_on(async {
@@ -295,7 +338,7 @@ fn big(c: &mut Criterion, f: &Fixture) {
             RUNTIME.block_on(async {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    total += monarch::__private::bare_quinn_transfer(BIG)
+                    total += monarch::testing::bare_quinn_transfer(BIG)
                         .await
                         .expect("quinn");
                 }
@@ -383,6 +426,14 @@ mod report {
                     &format!("ask round trip, other process, {path}"),
                     format!("{m:.1} us"),
                     format!("{:.2}x UDP ({u:.1} us); target 1.5x", m / u),
+                );
+            }
+            if let (Some(m), Some(u)) = (us("remote_ask", name), us("remote_ask", "unix_ping_pong"))
+            {
+                row(
+                    &format!("ask round trip, other process, {path}"),
+                    format!("{m:.1} us"),
+                    format!("{:.2}x a Unix socket ({u:.1} us); target 1.5x", m / u),
                 );
             }
         }

@@ -48,10 +48,10 @@ async fn returned_error_goes_to_the_caller_and_the_actor_lives() {
     let err = bounded(worker.check(-3).call()).await.unwrap_err();
     match &err {
         CallError::Endpoint {
-            endpoint, message, ..
+            endpoint, error, ..
         } => {
             assert_eq!(*endpoint, "check");
-            assert_eq!(message, "bad input -3");
+            assert_eq!(error.message(), "bad input -3");
         }
         other => panic!("unexpected {other:?}"),
     }

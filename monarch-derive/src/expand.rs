@@ -1,11 +1,18 @@
 //! Generating the actor's message type, client and `Actor` implementation.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use proc_macro_crate::{crate_name, FoundCrate};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
+use syn::Ident;
 
 use crate::model::{ActorModel, Endpoint, Hook, Output};
+
+/// A name for a binding of the generated code, which no name in the user's
+/// code can capture or shadow.
+fn hidden(name: &str) -> Ident {
+    Ident::new(name, Span::mixed_site())
+}
 
 pub(crate) fn expand(model: &ActorModel) -> TokenStream {
     let krate = runtime_path();
@@ -14,9 +21,10 @@ pub(crate) fn expand(model: &ActorModel) -> TokenStream {
     let message = format_ident!("{}Message", actor);
     let client = format_ident!("{}Client", actor);
 
+    let vis = &model.vis;
     let variants = model.endpoints.iter().map(|e| {
         let variant = &e.variant;
-        let types = e.args.iter().map(|(_, ty)| ty);
+        let types = e.args.iter().map(|a| &a.ty);
         let reply = reply_type(e);
         let doc = format!("A message for the `{}` endpoint.", e.name);
         quote! { #[doc = #doc] #variant(#(#types,)* #krate::ReplySlot<#reply>) }
@@ -35,18 +43,21 @@ pub(crate) fn expand(model: &ActorModel) -> TokenStream {
         let name = e.name.to_string();
         quote! { #message::#variant(..) => #name }
     });
+    let (reply_var, error_var) = (hidden("__reply"), hidden("__error"));
     let reject_arms = model.endpoints.iter().map(|e| {
         let variant = &e.variant;
         let skipped = e.args.iter().map(|_| quote!(_));
-        quote! { #message::#variant(#(#skipped,)* reply) => #krate::__private::reject(reply, error) }
+        quote! {
+            #message::#variant(#(#skipped,)* #reply_var) =>
+                #krate::__private::reject(#reply_var, #error_var)
+        }
     });
     let serde_checks = model.endpoints.iter().flat_map(|e| {
-        let reply = match &e.output {
-            Output::Plain(t) | Output::Fallible(t) | Output::Deferred(t) => t,
-        };
+        let reply = reply_type(e);
         e.args
             .iter()
-            .map(|(_, ty)| ty)
+            .filter(|a| !a.bytes)
+            .map(|a| &a.ty)
             .chain(std::iter::once(reply))
             .map(|ty| quote_spanned! { ty.span() => #krate::__private::assert_serde::<#ty>(); })
             .collect::<Vec<_>>()
@@ -68,15 +79,16 @@ pub(crate) fn expand(model: &ActorModel) -> TokenStream {
             &parts.segments,
         );
         let reply = reply_type(e);
+        let (reply_var, actor_var) = (hidden("__reply"), hidden("__actor"));
         quote! {
-            #message::#variant(#(#all,)* __reply) =>
+            #message::#variant(#(#all,)* #reply_var) =>
                 (&&#krate::__private::Wire::<(#(#serde_types,)*), #reply>::new())
                     .outbound(
-                        __actor,
+                        #actor_var,
                         #name,
                         &(#(#serde,)*),
                         ::std::vec![#(#segments),*],
-                        __reply,
+                        #reply_var,
                     )
         }
     });
@@ -84,22 +96,34 @@ pub(crate) fn expand(model: &ActorModel) -> TokenStream {
         let variant = &e.variant;
         let name = e.name.to_string();
         let parts = WireParts::of(e);
-        let (all, serde, serde_types, segments) = (
-            &parts.all,
-            &parts.serde,
-            &parts.serde_types,
-            &parts.segments,
-        );
+        let (all, serde, serde_types) = (&parts.all, &parts.serde, &parts.serde_types);
         let reply = reply_type(e);
+        let (reply_var, payload_var, segments_var, taken) = (
+            hidden("__reply"),
+            hidden("__payload"),
+            hidden("__segments"),
+            hidden("__taken"),
+        );
+        // A `Bytes` argument's declared type must be `bytes::Bytes`: a type
+        // error at the user's type otherwise.
+        let take_segments = parts
+            .segments
+            .iter()
+            .zip(&parts.segment_types)
+            .map(|(seg, ty)| {
+                quote_spanned! { ty.span() =>
+                    let #seg: #ty = #krate::Payload::next_segment(&mut #segments_var)?;
+                }
+            });
         quote! {
             #name => {
-                let ((#(#serde,)*), __reply) =
+                let ((#(#serde,)*), #taken) =
                     (&&#krate::__private::Wire::<(#(#serde_types,)*), #reply>::new())
-                        .inbound(&__payload.args, __reply)?;
-                let mut __segments = __payload.segments.into_iter();
-                #(let #segments = #krate::Payload::next_segment(&mut __segments)?;)*
-                let _ = &mut __segments;
-                ::core::result::Result::Ok(#message::#variant(#(#all,)* __reply))
+                        .inbound(&#payload_var.args, #reply_var)?;
+                let mut #segments_var = #payload_var.segments.into_iter();
+                #(#take_segments)*
+                let _ = &mut #segments_var;
+                ::core::result::Result::Ok(#message::#variant(#(#all,)* #taken))
             }
         }
     });
@@ -113,32 +137,42 @@ pub(crate) fn expand(model: &ActorModel) -> TokenStream {
     let mesh_client_doc = format!(
         "The typed mesh client of [`{actor}`], generated by `#[actor]`: `ActorMesh<{actor}>` dereferences to it."
     );
+    let (ctx_var, message_var, actor_var, endpoint_var, payload_var, other_var, params_var) = (
+        hidden("__ctx"),
+        hidden("__message"),
+        hidden("__actor"),
+        hidden("__endpoint"),
+        hidden("__payload"),
+        hidden("__other"),
+        hidden("__params"),
+    );
     let empty_match_wire = model
         .endpoints
         .is_empty()
-        .then(|| quote! { match __message {} });
+        .then(|| quote! { match #message_var {} });
     let empty_match = model
         .endpoints
         .is_empty()
-        .then(|| quote! { match message {} });
+        .then(|| quote! { match #message_var {} });
     let name_body = if model.endpoints.is_empty() {
-        quote! { match *message {} }
+        quote! { match *#message_var {} }
     } else {
-        quote! { match message { #(#name_arms,)* } }
+        quote! { match #message_var { #(#name_arms,)* } }
     };
 
     quote! {
         #item
 
         #[doc = #message_doc]
-        #[allow(clippy::large_enum_variant, private_interfaces)]
-        pub enum #message {
+        #[allow(clippy::large_enum_variant, private_interfaces, unreachable_pub)]
+        #vis enum #message {
             #(#variants,)*
         }
 
         #[doc = #client_doc]
         #[derive(Clone)]
-        pub struct #client {
+        #[allow(unreachable_pub)]
+        #vis struct #client {
             core: #krate::RefCore<#actor>,
         }
 
@@ -167,24 +201,26 @@ pub(crate) fn expand(model: &ActorModel) -> TokenStream {
 
             async fn handle(
                 &mut self,
-                ctx: &#krate::Context<Self>,
-                message: Self::Message,
+                #ctx_var: &#krate::Context<Self>,
+                #message_var: Self::Message,
             ) -> ::core::result::Result<(), #krate::HandlerError> {
+                #[allow(unused_imports)]
+                use #krate::__private::{ReportDisplay as _, ReportError as _};
                 #empty_match
                 #[allow(unreachable_code)]
-                match message {
+                match #message_var {
                     #(#handle_arms,)*
                 }
             }
 
-            fn endpoint_name(message: &Self::Message) -> &'static str {
+            fn endpoint_name(#message_var: &Self::Message) -> &'static str {
                 #name_body
             }
 
-            fn reject(message: Self::Message, error: #krate::CallError) -> bool {
+            fn reject(#message_var: Self::Message, #error_var: #krate::CallError) -> bool {
                 #empty_match
                 #[allow(unreachable_code)]
-                match message {
+                match #message_var {
                     #(#reject_arms,)*
                 }
             }
@@ -192,46 +228,53 @@ pub(crate) fn expand(model: &ActorModel) -> TokenStream {
             #hooks
 
             fn to_wire(
-                __message: Self::Message,
-                __actor: &#krate::ActorId,
+                #message_var: Self::Message,
+                #actor_var: &#krate::ActorId,
             ) -> ::core::result::Result<#krate::WireMessage, #krate::RemoteError> {
                 #[allow(unused_imports)]
                 use #krate::__private::{WireNotSerde as _, WireSerde as _};
                 #empty_match_wire
                 #[allow(unreachable_code)]
-                match __message {
+                match #message_var {
                     #(#to_wire_arms,)*
                 }
             }
 
             fn from_wire(
-                __endpoint: &str,
-                __payload: #krate::Payload,
-                __reply: &mut ::core::option::Option<#krate::ReplySink>,
+                #endpoint_var: &str,
+                #payload_var: #krate::Payload,
+                #reply_var: &mut ::core::option::Option<#krate::ReplySink>,
             ) -> ::core::result::Result<Self::Message, #krate::RemoteError> {
                 #[allow(unused_imports)]
                 use #krate::__private::{WireNotSerde as _, WireSerde as _};
-                let _ = (&__payload, &__reply);
-                match __endpoint {
+                let _ = (&#payload_var, &#reply_var);
+                match #endpoint_var {
                     #(#from_wire_arms,)*
-                    __other => ::core::result::Result::Err(#krate::RemoteError::Codec(
-                        ::std::format!("{} has no endpoint `{}`", #actor_name, __other),
+                    #other_var => ::core::result::Result::Err(#krate::RemoteError::Codec(
+                        ::std::format!("{} has no endpoint `{}`", #actor_name, #other_var),
                     )),
                 }
             }
 
             fn decode_params(
-                __params: &[u8],
+                #params_var: &[u8],
             ) -> ::core::result::Result<Self::Params, #krate::RemoteError> {
                 #[allow(unused_imports)]
                 use #krate::__private::{NotSerde as _, ViaSerde as _};
-                (&&#krate::__private::ParamsDecoder::<#params>::new()).decode_params(__params)
+                (&&#krate::__private::ParamsDecoder::<#params>::new()).decode_params(#params_var)
+            }
+
+            fn default_params() -> ::core::option::Option<Self::Params> {
+                #[allow(unused_imports)]
+                use #krate::__private::{WithDefault as _, WithoutDefault as _};
+                (&&#krate::__private::DefaultParams::<#params>::new()).default_params()
             }
         }
 
         #[doc = #mesh_client_doc]
         #[derive(Clone)]
-        pub struct #mesh_client {
+        #[allow(unreachable_pub)]
+        #vis struct #mesh_client {
             core: #krate::MeshCore<#actor>,
         }
 
@@ -291,7 +334,7 @@ fn runtime_path() -> TokenStream {
 
 fn reply_type(e: &Endpoint) -> &syn::Type {
     match &e.output {
-        Output::Plain(t) | Output::Fallible(t) | Output::Deferred(t) => t,
+        Output::Plain(t) | Output::Fallible(t) | Output::Deferred(t, _) => t,
     }
 }
 
@@ -305,8 +348,12 @@ fn client_method(
     let variant = &e.variant;
     let endpoint = name.to_string();
     let reply = reply_type(e);
-    let params = e.args.iter().map(|(n, ty)| quote! { #n: #ty });
-    let names = e.args.iter().map(|(n, _)| n);
+    let params = e.args.iter().map(|a| {
+        let (n, ty) = (&a.name, &a.ty);
+        quote! { #n: #ty }
+    });
+    let names = e.args.iter().map(|a| &a.name);
+    let reply_var = hidden("__reply");
     let docs = &e.docs;
     let default_doc = (docs.is_empty()).then(|| {
         let text =
@@ -317,7 +364,7 @@ fn client_method(
         #(#docs)*
         #default_doc
         pub fn #name<'a>(&'a self, #(#params),*) -> #krate::Call<'a, #actor, #reply, impl FnOnce(#krate::ReplySlot<#reply>) -> #message + Send + 'a> {
-            self.core.call(#endpoint, move |reply| #message::#variant(#(#names,)* reply))
+            self.core.call(#endpoint, move |#reply_var| #message::#variant(#(#names,)* #reply_var))
         }
     }
 }
@@ -326,7 +373,10 @@ fn mesh_method(krate: &TokenStream, actor: &syn::Ident, e: &Endpoint) -> TokenSt
     let name = &e.name;
     let endpoint = name.to_string();
     let reply = reply_type(e);
-    let params = e.args.iter().map(|(n, ty)| quote! { #n: #ty });
+    let params = e.args.iter().map(|a| {
+        let (n, ty) = (&a.name, &a.ty);
+        quote! { #n: #ty }
+    });
     let parts = WireParts::of(e);
     let (all, serde, serde_types, segments) = (
         &parts.all,
@@ -334,7 +384,8 @@ fn mesh_method(krate: &TokenStream, actor: &syn::Ident, e: &Endpoint) -> TokenSt
         &parts.serde_types,
         &parts.segments,
     );
-    let names = e.args.iter().map(|(n, _)| n);
+    let names = e.args.iter().map(|a| &a.name);
+    let (args_var, encode_var) = (hidden("__args"), hidden("__encode"));
     let doc = format!(
         "Calls the `{endpoint}` endpoint on every actor of the mesh: finish with an adverb (`.broadcast()`, `.call().await`, `.choose().await`, ...)."
     );
@@ -344,16 +395,15 @@ fn mesh_method(krate: &TokenStream, actor: &syn::Ident, e: &Endpoint) -> TokenSt
             #[allow(unused_imports)]
             use #krate::__private::{WireNotSerde as _, WireSerde as _};
             let (#(#all,)*) = (#(#names,)*);
-            let __args = (#(#serde,)*);
-            let __encode = move || {
-                let args = (&&#krate::__private::Wire::<(#(#serde_types,)*), #reply>::new())
-                    .encode_args(&__args)?;
+            let #args_var = (#(#serde,)*);
+            let #encode_var = move || {
                 ::core::result::Result::Ok(#krate::Payload {
-                    args,
+                    args: (&&#krate::__private::Wire::<(#(#serde_types,)*), #reply>::new())
+                        .encode_args(&#args_var)?,
                     segments: ::std::vec![#(::core::clone::Clone::clone(&#segments)),*],
                 })
             };
-            self.core.call(#endpoint, __encode)
+            self.core.call(#endpoint, #encode_var)
         }
     }
 }
@@ -363,13 +413,15 @@ fn mesh_method(krate: &TokenStream, actor: &syn::Ident, e: &Endpoint) -> TokenSt
 /// serde tuple.
 struct WireParts {
     /// A name for every argument, in order.
-    all: Vec<syn::Ident>,
+    all: Vec<Ident>,
     /// The names of the serde-encoded arguments.
-    serde: Vec<syn::Ident>,
+    serde: Vec<Ident>,
     /// Their types.
     serde_types: Vec<syn::Type>,
     /// The names of the `Bytes` arguments.
-    segments: Vec<syn::Ident>,
+    segments: Vec<Ident>,
+    /// Their declared types.
+    segment_types: Vec<syn::Type>,
 }
 
 impl WireParts {
@@ -379,55 +431,69 @@ impl WireParts {
             serde: Vec::new(),
             serde_types: Vec::new(),
             segments: Vec::new(),
+            segment_types: Vec::new(),
         };
-        for (i, (_, ty)) in e.args.iter().enumerate() {
-            let name = format_ident!("__arg{}", i);
+        for (i, arg) in e.args.iter().enumerate() {
+            let name = hidden(&format!("__arg{i}"));
             parts.all.push(name.clone());
-            if is_bytes(ty) {
+            if arg.bytes {
                 parts.segments.push(name);
+                parts.segment_types.push(arg.ty.clone());
             } else {
                 parts.serde.push(name);
-                parts.serde_types.push(ty.clone());
+                parts.serde_types.push(arg.ty.clone());
             }
         }
         parts
     }
 }
 
-/// Whether `ty` is written as `Bytes` or `bytes::Bytes` (any path ending in
-/// `Bytes` with no generic arguments).
-fn is_bytes(ty: &syn::Type) -> bool {
-    match ty {
-        syn::Type::Path(path) if path.qself.is_none() => path
-            .path
-            .segments
-            .last()
-            .is_some_and(|s| s.ident == "Bytes" && s.arguments.is_none()),
-        _ => false,
-    }
-}
-
-fn handle_arm(krate: &TokenStream, message: &syn::Ident, e: &Endpoint) -> TokenStream {
+fn handle_arm(krate: &TokenStream, message: &Ident, e: &Endpoint) -> TokenStream {
     let name = &e.name;
     let variant = &e.variant;
     let endpoint = name.to_string();
-    let names: Vec<_> = e.args.iter().map(|(n, _)| n).collect();
-    let ctx_arg = e.takes_ctx.then(|| quote!(ctx,));
+    let names: Vec<Ident> = (0..e.args.len())
+        .map(|i| hidden(&format!("__arg{i}")))
+        .collect();
+    let (ctx, reply, port, error, body) = (
+        hidden("__ctx"),
+        hidden("__reply"),
+        hidden("__port"),
+        hidden("__error"),
+        hidden("__body"),
+    );
+    // The context, checked against the type the endpoint declares it with:
+    // a type error at the user's parameter if it is not this actor's.
+    let ctx_arg = e.ctx.as_ref().map(|ty| {
+        let checked = hidden("__checked");
+        quote_spanned! { ty.span() => { let #checked: #ty = #ctx; #checked }, }
+    });
     match &e.output {
         Output::Plain(_) => quote! {
-            #message::#variant(#(#names,)* reply) =>
-                #krate::__private::serve(ctx, #endpoint, reply, self.#name(#ctx_arg #(#names),*)).await
+            #message::#variant(#(#names,)* #reply) =>
+                #krate::__private::serve(#ctx, #endpoint, #reply, self.#name(#ctx_arg #(#names),*)).await
         },
         Output::Fallible(_) => quote! {
-            #message::#variant(#(#names,)* reply) =>
-                #krate::__private::serve_fallible(ctx, #endpoint, reply, self.#name(#ctx_arg #(#names),*)).await
-        },
-        Output::Deferred(_) => quote! {
-            #message::#variant(#(#names,)* reply) => {
-                let port = #krate::ReplyPort::new(reply, ctx.actor_id().clone(), #endpoint);
-                #krate::__private::serve_deferred::<Self>(self.#name(#ctx_arg #(#names,)* port)).await
+            #message::#variant(#(#names,)* #reply) => {
+                let #body = async {
+                    self.#name(#ctx_arg #(#names),*)
+                        .await
+                        .map_err(|#error| (&&#krate::__private::Reporter(&#error)).report())
+                };
+                #krate::__private::serve_fallible(#ctx, #endpoint, #reply, #body).await
             }
         },
+        Output::Deferred(_, declared) => {
+            let make_port = quote_spanned! { declared.span() =>
+                let #port: #declared = #krate::ReplyPort::new(#reply, #ctx.actor_id().clone(), #endpoint);
+            };
+            quote! {
+                #message::#variant(#(#names,)* #reply) => {
+                    #make_port
+                    #krate::__private::serve_deferred::<Self>(self.#name(#ctx_arg #(#names,)* #port)).await
+                }
+            }
+        }
     }
 }
 

@@ -20,15 +20,28 @@
 //! }
 //! ```
 //!
+//! The generated types (`CounterMessage`, `CounterClient`,
+//! `CounterMeshClient`) are `pub` unless the attribute names another
+//! visibility, as `#[actor(pub(crate))]` does for a crate-private actor; the
+//! macro sees the `impl` block, not the struct, so it cannot take the
+//! struct's own. Every binding the generated code makes is hygienic: an
+//! argument may be named `reply`, `ctx` or `message`.
+//!
 //! Attributes inside the block:
 //! - `#[endpoint]`: an `async fn(&mut self | &self, [ctx: &Context<Self>,] args...)`
-//!   returning `T` or `Result<T, E>` (`E: Display`), with serde arguments and
-//!   reply. A last parameter `reply: ReplyPort<T>` makes the reply deferred: the
-//!   caller receives what is sent on the port. An argument whose type is written
-//!   `Bytes` (it must be `bytes::Bytes`, re-exported as `monarch::Bytes`) travels
-//!   beside the encoded message rather than through the encoder: between
-//!   processes it is never copied into an encode buffer, and on one host a large
-//!   one arrives as a mapping of shared memory.
+//!   returning `T` or `Result<T, E>` (`E: Display`; an `E` that is a
+//!   `std::error::Error` reaches the caller with its chain of sources), with
+//!   serde arguments and reply. A last parameter `reply: ReplyPort<T>` makes
+//!   the reply deferred: the caller receives what is sent on the port. An
+//!   argument whose type is written `Bytes` (it must be `bytes::Bytes`,
+//!   re-exported as `monarch::Bytes`) travels beside the encoded message
+//!   rather than through the encoder: between processes it is never copied
+//!   into an encode buffer, and on one host a large one arrives as a mapping
+//!   of shared memory. The three are recognised by how their types are
+//!   spelled (`&Context<..>`, `ReplyPort<..>`, `Bytes`); a parameter whose
+//!   type is spelled otherwise (an alias, say) is marked `#[context]`,
+//!   `#[reply]` or `#[bytes]`. A recognised parameter of the wrong type is a
+//!   type error at that parameter.
 //! - `#[init]`: `async fn(params: P [, ctx: &Context<Self>]) -> Self` or
 //!   `-> Result<Self, E>`; without it the actor needs `Default` and takes `()`.
 //! - `#[on_stop]`: `async fn(&mut self, ctx: &Context<Self>, reason: &StopReason)`.
@@ -46,13 +59,24 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn actor(args: TokenStream, input: TokenStream) -> TokenStream {
     let args = proc_macro2::TokenStream::from(args);
-    if !args.is_empty() {
-        return syn::Error::new_spanned(args, "#[actor] takes no arguments")
-            .to_compile_error()
-            .into();
-    }
+    let vis = if args.is_empty() {
+        syn::parse_quote!(pub)
+    } else {
+        match syn::parse2::<syn::Visibility>(args.clone()) {
+            Ok(vis) if !matches!(vis, syn::Visibility::Inherited) => vis,
+            _ => {
+                return syn::Error::new_spanned(
+                    args,
+                    "#[actor] takes only the visibility of the types it generates, \
+                     such as #[actor(pub(crate))]",
+                )
+                .to_compile_error()
+                .into()
+            }
+        }
+    };
     let item = syn::parse_macro_input!(input as syn::ItemImpl);
-    match model::ActorModel::parse(item) {
+    match model::ActorModel::parse(item, vis) {
         Ok(model) => expand::expand(&model).into(),
         Err(error) => error.to_compile_error().into(),
     }

@@ -28,6 +28,8 @@ const RESERVED: &[&str] = &[
 pub(crate) struct ActorModel {
     pub(crate) item: ItemImpl,
     pub(crate) self_ty: Ident,
+    /// The visibility of the generated types.
+    pub(crate) vis: syn::Visibility,
     pub(crate) endpoints: Vec<Endpoint>,
     pub(crate) init: Option<Hook>,
     pub(crate) on_stop: Option<Hook>,
@@ -39,9 +41,21 @@ pub(crate) struct Endpoint {
     pub(crate) name: Ident,
     pub(crate) variant: Ident,
     pub(crate) docs: Vec<syn::Attribute>,
-    pub(crate) takes_ctx: bool,
-    pub(crate) args: Vec<(Ident, Type)>,
+    /// The type the endpoint declares its context parameter with, if it takes
+    /// one.
+    pub(crate) ctx: Option<Type>,
+    pub(crate) args: Vec<Arg>,
     pub(crate) output: Output,
+}
+
+/// One message argument of an endpoint.
+pub(crate) struct Arg {
+    /// The name the user gave it (a made-up one for a pattern).
+    pub(crate) name: Ident,
+    pub(crate) ty: Type,
+    /// Whether it is a `bytes::Bytes` that travels beside the encoded
+    /// arguments.
+    pub(crate) bytes: bool,
 }
 
 pub(crate) enum Output {
@@ -49,8 +63,9 @@ pub(crate) enum Output {
     Plain(Type),
     /// Returns `Result<T, E>`.
     Fallible(Type),
-    /// Replies through a `ReplyPort<T>` parameter.
-    Deferred(Type),
+    /// Replies through a `ReplyPort<T>` parameter, declared with the second
+    /// type.
+    Deferred(Type, Box<Type>),
 }
 
 pub(crate) struct Hook {
@@ -61,7 +76,7 @@ pub(crate) struct Hook {
 }
 
 impl ActorModel {
-    pub(crate) fn parse(mut item: ItemImpl) -> syn::Result<Self> {
+    pub(crate) fn parse(mut item: ItemImpl, vis: syn::Visibility) -> syn::Result<Self> {
         if !item.generics.params.is_empty() {
             return Err(syn::Error::new_spanned(
                 &item.generics,
@@ -85,6 +100,7 @@ impl ActorModel {
         let mut model = ActorModel {
             item: item.clone(),
             self_ty,
+            vis,
             endpoints: Vec::new(),
             init: None,
             on_stop: None,
@@ -105,6 +121,10 @@ impl ActorModel {
             };
             let result = match role.as_str() {
                 "endpoint" => Endpoint::parse(method).and_then(|e| model.add_endpoint(e)),
+                _ if has_marked_params(method) => Err(syn::Error::new(
+                    method.sig.ident.span(),
+                    "#[context], #[reply] and #[bytes] mark parameters of endpoints only",
+                )),
                 hook => Hook::parse(method, hook)
                     .and_then(|h| model.set_hook(hook, h, method.sig.ident.span())),
             };
@@ -187,9 +207,40 @@ fn take_role(method: &mut ImplItemFn) -> Option<String> {
     )
 }
 
+/// The parameter markers an endpoint may carry.
+const MARKERS: &[&str] = &["context", "reply", "bytes"];
+
+/// Removes the marker attributes (`#[context]`, `#[reply]`, `#[bytes]`) from
+/// a parameter and returns their names.
+fn take_markers(param: &mut syn::PatType) -> Vec<String> {
+    let mut found = Vec::new();
+    param.attrs.retain(|a| {
+        let name = a.path().get_ident().map(ToString::to_string);
+        match name {
+            Some(name) if MARKERS.contains(&name.as_str()) => {
+                found.push(name);
+                false
+            }
+            _ => true,
+        }
+    });
+    found
+}
+
+fn has_marked_params(method: &ImplItemFn) -> bool {
+    method.sig.inputs.iter().any(|a| match a {
+        FnArg::Typed(t) => t.attrs.iter().any(|a| {
+            a.path()
+                .get_ident()
+                .is_some_and(|i| MARKERS.contains(&i.to_string().as_str()))
+        }),
+        FnArg::Receiver(_) => false,
+    })
+}
+
 impl Endpoint {
-    fn parse(method: &ImplItemFn) -> syn::Result<Self> {
-        let sig = &method.sig;
+    fn parse(method: &mut ImplItemFn) -> syn::Result<Self> {
+        let sig = &mut method.sig;
         if sig.asyncness.is_none() {
             return Err(syn::Error::new(
                 sig.fn_token.span(),
@@ -202,7 +253,8 @@ impl Endpoint {
                 "endpoints cannot be generic",
             ));
         }
-        let mut inputs = sig.inputs.iter();
+        let ident = sig.ident.clone();
+        let mut inputs = sig.inputs.iter_mut();
         match inputs.next() {
             Some(FnArg::Receiver(r)) if r.reference.is_some() => {}
             Some(FnArg::Receiver(r)) => {
@@ -213,44 +265,82 @@ impl Endpoint {
             }
             _ => {
                 return Err(syn::Error::new(
-                    sig.ident.span(),
-                    format!("endpoint `{}` needs a `&mut self` or `&self` receiver", sig.ident),
+                    ident.span(),
+                    format!("endpoint `{ident}` needs a `&mut self` or `&self` receiver"),
                 ))
             }
         }
-        let mut rest: Vec<&syn::PatType> = inputs
+        // Each parameter with its markers, the markers taken off the method.
+        let mut rest: Vec<(syn::PatType, Vec<String>)> = inputs
             .map(|a| match a {
-                FnArg::Typed(t) => t,
+                FnArg::Typed(t) => {
+                    let markers = take_markers(t);
+                    (t.clone(), markers)
+                }
                 FnArg::Receiver(_) => unreachable!("a receiver comes first"),
             })
             .collect();
-        let takes_ctx = rest.first().is_some_and(|a| is_ref_to(&a.ty, "Context"));
-        if takes_ctx {
-            rest.remove(0);
-        }
-        let deferred = rest.last().and_then(|a| generic_of(&a.ty, "ReplyPort"));
-        if deferred.is_some() {
-            rest.pop();
-            if !matches!(sig.output, ReturnType::Default) {
-                return Err(syn::Error::new_spanned(
-                    &sig.output,
-                    "an endpoint that replies through a ReplyPort returns nothing",
-                ));
+        for (i, (param, markers)) in rest.iter().enumerate() {
+            let misplaced = match () {
+                _ if markers.len() > 1 => Some("a parameter takes one marker"),
+                _ if markers.iter().any(|m| m == "context") && i != 0 => {
+                    Some("#[context] marks the first parameter after the receiver")
+                }
+                _ if markers.iter().any(|m| m == "reply") && i + 1 != rest.len() => {
+                    Some("#[reply] marks the last parameter")
+                }
+                _ => None,
+            };
+            if let Some(why) = misplaced {
+                return Err(syn::Error::new_spanned(&param.ty, why));
             }
+        }
+        let marked =
+            |param: &(syn::PatType, Vec<String>), marker: &str| param.1.iter().any(|m| m == marker);
+        // The context: marked, or a reference to a type spelled `Context`.
+        let ctx = match rest.first() {
+            Some(first) if marked(first, "context") || is_ref_to(&first.0.ty, "Context") => {
+                Some((*rest.remove(0).0.ty).clone())
+            }
+            _ => None,
+        };
+        // A deferred reply: the last parameter, marked or spelled `ReplyPort<T>`.
+        let deferred = match rest.last() {
+            Some(last)
+                if marked(last, "reply") || generic_of(&last.0.ty, "ReplyPort").is_some() =>
+            {
+                let ty = (*last.0.ty).clone();
+                let reply = generic_of(&ty, "ReplyPort").ok_or_else(|| {
+                    syn::Error::new_spanned(
+                        &ty,
+                        "#[reply] marks a `ReplyPort<T>` parameter, naming the reply type `T`",
+                    )
+                })?;
+                rest.pop();
+                Some((reply, ty))
+            }
+            _ => None,
+        };
+        if deferred.is_some() && !matches!(sig.output, ReturnType::Default) {
+            return Err(syn::Error::new_spanned(
+                &sig.output,
+                "an endpoint that replies through a ReplyPort returns nothing",
+            ));
         }
         let args = rest
             .iter()
             .enumerate()
-            .map(|(i, a)| {
-                let name = match &*a.pat {
+            .map(|(i, param)| Arg {
+                name: match &*param.0.pat {
                     Pat::Ident(p) => p.ident.clone(),
-                    _ => Ident::new(&format!("arg{i}"), a.pat.span()),
-                };
-                (name, (*a.ty).clone())
+                    _ => Ident::new(&format!("arg{i}"), param.0.pat.span()),
+                },
+                ty: (*param.0.ty).clone(),
+                bytes: marked(param, "bytes") || is_bytes(&param.0.ty),
             })
             .collect();
         let output = match (&sig.output, deferred) {
-            (_, Some(t)) => Output::Deferred(t),
+            (_, Some((reply, declared))) => Output::Deferred(reply, Box::new(declared)),
             (ReturnType::Default, None) => Output::Plain(syn::parse_quote!(())),
             (ReturnType::Type(_, ty), None) => match generic_of(ty, "Result") {
                 Some(ok) => Output::Fallible(ok),
@@ -258,18 +348,31 @@ impl Endpoint {
             },
         };
         Ok(Endpoint {
-            variant: Ident::new(&camel_case(&sig.ident.to_string()), sig.ident.span()),
-            name: sig.ident.clone(),
+            variant: Ident::new(&camel_case(&ident.to_string()), ident.span()),
+            name: ident,
             docs: method
                 .attrs
                 .iter()
                 .filter(|a| a.path().is_ident("doc"))
                 .cloned()
                 .collect(),
-            takes_ctx,
+            ctx,
             args,
             output,
         })
+    }
+}
+
+/// Whether `ty` is written as `Bytes` or `bytes::Bytes` (any path ending in
+/// `Bytes` with no generic arguments).
+fn is_bytes(ty: &Type) -> bool {
+    match ty {
+        Type::Path(path) if path.qself.is_none() => path
+            .path
+            .segments
+            .last()
+            .is_some_and(|s| s.ident == "Bytes" && s.arguments.is_none()),
+        _ => false,
     }
 }
 
