@@ -211,20 +211,32 @@ fn take_role(method: &mut ImplItemFn) -> Option<String> {
 const MARKERS: &[&str] = &["context", "reply", "bytes"];
 
 /// Removes the marker attributes (`#[context]`, `#[reply]`, `#[bytes]`) from
-/// a parameter and returns their names.
-fn take_markers(param: &mut syn::PatType) -> Vec<String> {
+/// a parameter and returns their names, with the reply type a `#[reply(T)]`
+/// names.
+fn take_markers(param: &mut syn::PatType) -> syn::Result<(Vec<String>, Option<Type>)> {
     let mut found = Vec::new();
+    let mut reply = None;
+    let mut error = None;
     param.attrs.retain(|a| {
         let name = a.path().get_ident().map(ToString::to_string);
         match name {
             Some(name) if MARKERS.contains(&name.as_str()) => {
+                if name == "reply" && matches!(a.meta, syn::Meta::List(_)) {
+                    match a.parse_args::<Type>() {
+                        Ok(ty) => reply = Some(ty),
+                        Err(e) => error = Some(e),
+                    }
+                }
                 found.push(name);
                 false
             }
             _ => true,
         }
     });
-    found
+    match error {
+        Some(error) => Err(error),
+        None => Ok((found, reply)),
+    }
 }
 
 fn has_marked_params(method: &ImplItemFn) -> bool {
@@ -271,15 +283,16 @@ impl Endpoint {
             }
         }
         // Each parameter with its markers, the markers taken off the method.
-        let mut rest: Vec<(syn::PatType, Vec<String>)> = inputs
-            .map(|a| match a {
-                FnArg::Typed(t) => {
-                    let markers = take_markers(t);
-                    (t.clone(), markers)
-                }
-                FnArg::Receiver(_) => unreachable!("a receiver comes first"),
-            })
-            .collect();
+        let mut rest: Vec<(syn::PatType, Vec<String>)> = Vec::new();
+        let mut named_reply = None;
+        for input in inputs {
+            let FnArg::Typed(t) = input else {
+                unreachable!("a receiver comes first")
+            };
+            let (markers, reply) = take_markers(t)?;
+            named_reply = named_reply.or(reply);
+            rest.push((t.clone(), markers));
+        }
         for (i, (param, markers)) in rest.iter().enumerate() {
             let misplaced = match () {
                 _ if markers.len() > 1 => Some("a parameter takes one marker"),
@@ -310,12 +323,15 @@ impl Endpoint {
                 if marked(last, "reply") || generic_of(&last.0.ty, "ReplyPort").is_some() =>
             {
                 let ty = (*last.0.ty).clone();
-                let reply = generic_of(&ty, "ReplyPort").ok_or_else(|| {
-                    syn::Error::new_spanned(
-                        &ty,
-                        "#[reply] marks a `ReplyPort<T>` parameter, naming the reply type `T`",
-                    )
-                })?;
+                let reply = named_reply
+                    .or_else(|| generic_of(&ty, "ReplyPort"))
+                    .ok_or_else(|| {
+                        syn::Error::new_spanned(
+                            &ty,
+                            "the reply type of this ReplyPort is not spelled out: \
+                             mark it #[reply(T)], naming the type `T` it replies with",
+                        )
+                    })?;
                 rest.pop();
                 Some((reply, ty))
             }

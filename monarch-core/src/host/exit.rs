@@ -3,6 +3,8 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -51,12 +53,23 @@ fn signal_name(signal: i32) -> Option<&'static str> {
     })
 }
 
+/// What a worker's link closes with when its proc mesh is stopped.
+pub(crate) const STOPPED: &str = "its proc mesh was stopped";
+
 /// A referee for a worker's link: when the worker hangs up, the reason is
-/// how its process ended, once that is known (within a grace period).
-pub(crate) fn referee(exit: watch::Receiver<Option<String>>) -> crate::transport::Referee {
+/// that its mesh was stopped (when `stopping` is set), else how its process
+/// ended, once that is known (within a grace period).
+pub(crate) fn referee(
+    exit: watch::Receiver<Option<String>>,
+    stopping: Arc<AtomicBool>,
+) -> crate::transport::Referee {
     Box::new(move |reason| {
         let mut exit = exit.clone();
+        let stopping = Arc::clone(&stopping);
         Box::pin(async move {
+            if stopping.load(Ordering::Acquire) {
+                return CloseReason::Local(STOPPED.into());
+            }
             let ended = tokio::time::timeout(EXIT_GRACE, exit.wait_for(Option::is_some)).await;
             match ended {
                 Ok(Ok(ended)) => match ended.as_deref() {

@@ -195,8 +195,8 @@ pub(super) async fn launch(
             }
         };
         let (exited, exit) = watch::channel(None);
-        link.set_referee(exit::referee(exit.clone()));
         let stopping = Arc::new(AtomicBool::new(false));
+        link.set_referee(exit::referee(exit.clone(), Arc::clone(&stopping)));
         let kill = Arc::new(Notify::new());
         watch_worker(
             router,
@@ -411,10 +411,7 @@ impl ProcMesh {
                 let _ = exit.wait_for(Option::is_some).await;
             }
             if let Some(router) = crate::transport::current() {
-                router.close_link(
-                    worker.proc.addr(),
-                    CloseReason::Local("its proc mesh was stopped".into()),
-                );
+                router.close_link(worker.proc.addr(), CloseReason::Local(exit::STOPPED.into()));
             }
         });
         futures::future::join_all(stops).await;
