@@ -228,6 +228,25 @@ fn ask(c: &mut Criterion, f: &Fixture) {
             b.iter_custom(|iters| timed(iters, || member.ping().call()))
         });
     }
+    // The same asks from a task of the runtime rather than from `block_on`'s
+    // thread: the reply wakes the caller on the thread that read it.
+    let member = f.one.member(0).expect("member").clone();
+    group.bench_function(BenchmarkId::new("loopback", "monarch_in_task"), |b| {
+        b.iter_custom(|iters| {
+            let member = member.clone();
+            RUNTIME.block_on(async move {
+                tokio::spawn(async move {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        member.ping().call().await.expect("ask");
+                    }
+                    start.elapsed()
+                })
+                .await
+                .expect("the task ran")
+            })
+        })
+    });
     group.finish();
 }
 
@@ -419,7 +438,13 @@ mod report {
             ("monarch_quic", "QUIC"),
             ("monarch_1thread", "same-host, 1-thread worker"),
         ];
-        for (name, path) in PATHS {
+        const ASKS: [(&str, &str); 4] = [
+            ("monarch", "same-host"),
+            ("monarch_in_task", "same-host, from a runtime task"),
+            ("monarch_quic", "QUIC"),
+            ("monarch_1thread", "same-host, 1-thread worker"),
+        ];
+        for (name, path) in ASKS {
             if let (Some(m), Some(u)) = (us("remote_ask", name), us("remote_ask", "udp_ping_pong"))
             {
                 row(

@@ -520,14 +520,18 @@ where
             }
             let mut rx = rx;
             // Most in-process replies come within one turn of the scheduler:
-            // give the actor that turn before paying for a timer.
-            if let Some(reply) = reply_within_a_turn(&mut rx).await {
-                return reply.unwrap_or_else(|_| {
-                    Err(CallError::NoReply {
-                        actor: target.shared.id.clone(),
-                        endpoint,
-                    })
-                });
+            // give the actor that turn before paying for a timer. A reply from
+            // another process never does, and the turn would cost a wake-up
+            // of another runtime thread.
+            if target.remote.is_none() {
+                if let Some(reply) = reply_within_a_turn(&mut rx).await {
+                    return reply.unwrap_or_else(|_| {
+                        Err(CallError::NoReply {
+                            actor: target.shared.id.clone(),
+                            endpoint,
+                        })
+                    });
+                }
             }
             match tokio::time::timeout(timeout, rx).await {
                 Ok(Ok(reply)) => reply,
