@@ -197,6 +197,8 @@ pub(crate) fn expand(model: &ActorModel) -> TokenStream {
             type Message = #message;
             type Client = #client;
 
+            const HANDLE_CATCHES_PANICS: bool = true;
+
             #init
 
             async fn handle(

@@ -32,6 +32,11 @@ pub trait Actor: Sized + Send + 'static {
     /// that panics anyway, the failure goes to the owner as a supervision event.
     const INIT_CANNOT_FAIL: bool = false;
 
+    /// Whether [`Actor::handle`] catches its own panics (reporting them to an
+    /// awaiting caller), so the runtime need not. `#[actor]` sets it.
+    #[doc(hidden)]
+    const HANDLE_CATCHES_PANICS: bool = false;
+
     /// Builds the actor. It may spawn children through `ctx`; an error fails the
     /// spawn that called it.
     fn init(

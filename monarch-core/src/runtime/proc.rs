@@ -1,6 +1,7 @@
 //! Procs: the processes actors live in, and the task that runs each actor.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::panic::AssertUnwindSafe;
@@ -44,7 +45,7 @@ struct ProcInner {
     id: ProcId,
     next_index: AtomicU64,
     fault_hook: RwLock<FaultHook>,
-    roots: Mutex<HashMap<ActorId, Box<dyn Child>>>,
+    roots: Mutex<HashMap<u64, Box<dyn Child>>>,
 }
 
 /// The id this process's own proc takes, when something set it before the
@@ -176,7 +177,7 @@ impl Proc {
         ActorId::new(self.inner.id.clone(), name, index)
     }
 
-    fn lock_roots(&self) -> std::sync::MutexGuard<'_, HashMap<ActorId, Box<dyn Child>>> {
+    fn lock_roots(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Box<dyn Child>>> {
         self.inner
             .roots
             .lock()
@@ -217,10 +218,26 @@ pub(crate) enum Owner {
 pub(crate) type OwnerSignal = Signal<Never>;
 
 impl Owner {
-    fn description(&self) -> String {
+    /// Who the owner is, for an error that names it.
+    fn who(&self) -> Who {
         match self {
-            Owner::Proc(p) => p.proc_id().to_string(),
-            Owner::Actor { id, .. } => id.to_string(),
+            Owner::Proc(p) => Who::Proc(p.proc_id().clone()),
+            Owner::Actor { id, .. } => Who::Actor(id.clone()),
+        }
+    }
+}
+
+/// An owner's name, written out only when an error needs it.
+enum Who {
+    Proc(ProcId),
+    Actor(ActorId),
+}
+
+impl fmt::Display for Who {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Who::Proc(id) => id.fmt(f),
+            Who::Actor(id) => id.fmt(f),
         }
     }
 }
@@ -243,7 +260,7 @@ pub(crate) async fn spawn_actor<A: Actor>(
 pub(crate) struct Started<A: Actor> {
     pub(crate) actor: ActorRef<A>,
     init: Option<oneshot::Receiver<Result<(), SpawnError>>>,
-    owner_name: String,
+    owner: Who,
 }
 
 impl<A: Actor> Started<A> {
@@ -257,7 +274,7 @@ impl<A: Actor> Started<A> {
             Ok(Err(error)) => Err(error),
             Err(_) => Err(SpawnError::OwnerStopping {
                 name: self.actor.actor_id().name().to_string(),
-                owner: self.owner_name,
+                owner: self.owner.to_string(),
             }),
         }
     }
@@ -283,7 +300,7 @@ pub(crate) fn start_actor<A: Actor>(
         // A root from the start, so that its end (even a failing `init`) finds
         // it there to remove.
         let root: Box<dyn Child> = Box::new(ActorRef::<A>::clone(&actor_ref));
-        proc.lock_roots().insert(id.clone(), root);
+        proc.lock_roots().insert(id.index(), root);
     }
     let return_address = {
         let mailbox = core.mailbox.downgrade();
@@ -310,20 +327,23 @@ pub(crate) fn start_actor<A: Actor>(
         let (tx, rx) = oneshot::channel();
         (Some(tx), Some(rx))
     };
-    let span = tracing::debug_span!("actor", id = %id);
-    let owner_name = owner.description();
-    tokio::spawn(
-        CURRENT_SENDER
-            .scope(return_address, async move {
-                run(ctx, params, receiver, owner, init_tx).await;
-                CURRENT_SENDER.with(CurrentSender::retire);
-            })
-            .instrument(span),
-    );
+    let who = owner.who();
+    // Boxed where it is made: the actor's state machine is large, and the
+    // wrappers and the spawn below then move a pointer rather than copy it.
+    let life = Box::pin(run(ctx, params, receiver, owner, init_tx));
+    let task = CURRENT_SENDER.scope(return_address, async move {
+        life.await;
+        CURRENT_SENDER.with(CurrentSender::retire);
+    });
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        tokio::spawn(task.instrument(tracing::debug_span!("actor", id = %id)));
+    } else {
+        tokio::spawn(task);
+    }
     Started {
         actor: actor_ref,
         init: init_rx,
-        owner_name,
+        owner: who,
     }
 }
 
@@ -343,7 +363,7 @@ fn report_init(
         SpawnError::OwnerStopping { .. } => return,
     };
     if let Owner::Proc(proc) = &owner {
-        proc.lock_roots().remove(&actor);
+        proc.lock_roots().remove(&actor.index());
     }
     if let Some(init_tx) = init_tx {
         let _ = init_tx.send(Err(error));
@@ -407,8 +427,8 @@ async fn run<A: Actor>(
     }
     drop(actor);
     let why = describe(&reason);
-    ctx.core.shared.mark_stopped(why.clone());
-    registry::unregister_actor(&ctx.core.shared, &why);
+    ctx.core.shared.mark_stopped(why);
+    registry::unregister_actor(&ctx.core.shared);
     reject_queued::<A>(&id, &mut receiver, &ctx.core.shared);
     tracing::debug!(?reason, "stopped");
 
@@ -418,14 +438,17 @@ async fn run<A: Actor>(
         }
         (Owner::Actor { notify, .. }, _) => notify(Signal::ChildStopped(Box::new(id))),
         (Owner::Proc(proc), StopReason::Failed(event)) => {
-            proc.lock_roots().remove(&id);
+            proc.lock_roots().remove(&id.index());
             proc.fault(&event);
         }
         (Owner::Proc(proc), _) => {
-            proc.lock_roots().remove(&id);
+            proc.lock_roots().remove(&id.index());
         }
     }
 }
+
+/// How many queued signals an actor handles before giving other tasks a turn.
+const DRAIN_BEFORE_YIELD: u32 = 128;
 
 async fn message_loop<A: Actor>(
     actor: &mut A,
@@ -440,7 +463,28 @@ async fn message_loop<A: Actor>(
             caused_by: caused_by.map(Box::new),
         })
     };
-    while let Some(signal) = receiver.recv().await {
+    let mut drained = 0;
+    loop {
+        // Queued signals are taken without waiting, a turn given to other
+        // tasks every so often; the mailbox is waited on only when empty.
+        let signal = match receiver.try_recv() {
+            Ok(signal) => {
+                drained += 1;
+                if drained == DRAIN_BEFORE_YIELD {
+                    drained = 0;
+                    tokio::task::yield_now().await;
+                }
+                signal
+            }
+            Err(mpsc::error::TryRecvError::Empty) => {
+                drained = 0;
+                match receiver.recv().await {
+                    Some(signal) => signal,
+                    None => break,
+                }
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+        };
         match signal {
             Signal::Message(message, _) => {
                 let endpoint = A::endpoint_name(&message);
@@ -449,6 +493,8 @@ async fn message_loop<A: Actor>(
                         .catch_unwind()
                         .instrument(tracing::trace_span!("handle", endpoint))
                         .await
+                } else if A::HANDLE_CATCHES_PANICS {
+                    Ok(actor.handle(ctx, message).await)
                 } else {
                     AssertUnwindSafe(actor.handle(ctx, message))
                         .catch_unwind()
@@ -519,16 +565,16 @@ async fn shut_down_unstarted<A: Actor>(
 ) {
     receiver.close();
     stop_children(ctx).await;
-    ctx.core.shared.mark_stopped(why.clone());
-    registry::unregister_actor(&ctx.core.shared, &why);
+    ctx.core.shared.mark_stopped(why);
+    registry::unregister_actor(&ctx.core.shared);
     reject_queued::<A>(ctx.actor_id(), receiver, &ctx.core.shared);
 }
 
 /// How an actor stopped, as a clause for errors: "it was stopped".
-fn describe(reason: &StopReason) -> String {
+fn describe(reason: &StopReason) -> Cow<'static, str> {
     match reason {
-        StopReason::Requested => "it was stopped".to_string(),
-        StopReason::OwnerStopping => "its owner stopped".to_string(),
+        StopReason::Requested => Cow::Borrowed("it was stopped"),
+        StopReason::OwnerStopping => Cow::Borrowed("its owner stopped"),
         StopReason::Failed(event) => {
             let mut why = String::from("it failed");
             if let Some(endpoint) = &event.endpoint {
@@ -538,7 +584,7 @@ fn describe(reason: &StopReason) -> String {
             if let Some(cause) = &event.caused_by {
                 why.push_str(&format!(" (caused by {cause})"));
             }
-            why
+            Cow::Owned(why)
         }
     }
 }

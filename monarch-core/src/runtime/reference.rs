@@ -1,5 +1,6 @@
 //! References to actors and the calls made through them.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -187,7 +188,7 @@ pub(crate) struct Shared {
     pub(crate) stopped: AtomicBool,
     pub(crate) stop_notify: Notify,
     /// Why the actor stopped, once it has.
-    why: OnceLock<String>,
+    why: OnceLock<Cow<'static, str>>,
     /// Whether it is in the registry of actors other processes may address.
     registered: AtomicBool,
 }
@@ -215,10 +216,17 @@ impl Shared {
 
     /// The actor has stopped, for the reason `why` (a clause: "it was
     /// stopped", "it panicked in endpoint `work`: ...").
-    pub(crate) fn mark_stopped(&self, why: impl Into<String>) {
+    pub(crate) fn mark_stopped(&self, why: impl Into<Cow<'static, str>>) {
         let _ = self.why.set(why.into());
         self.stopped.store(true, Ordering::SeqCst);
         self.stop_notify.notify_waiters();
+    }
+
+    /// How the actor stopped, as a clause ("it was stopped").
+    pub(crate) fn why(&self) -> String {
+        self.why
+            .get()
+            .map_or_else(|| "it stopped".to_string(), |why| why.to_string())
     }
 
     /// Why the actor cannot be sent to: how it stopped.

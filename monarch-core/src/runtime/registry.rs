@@ -125,12 +125,13 @@ pub(crate) fn register_actor<A: Actor>(core: &RefCore<A>) {
     }
 }
 
-/// An actor stopped for `why` (its stop flag is set): it is no longer
-/// addressable, and messages that arrive for it are told why.
-pub(crate) fn unregister_actor(shared: &Shared, why: &str) {
+/// An actor stopped (its stop flag is set): it is no longer addressable, and
+/// messages that arrive for it are told why.
+pub(crate) fn unregister_actor(shared: &Shared) {
     if !shared.is_registered() {
         return;
     }
+    let why = shared.why();
     let id = &shared.id;
     let removed = lock(&ACTORS).remove(id).is_some();
     if removed {
@@ -141,7 +142,7 @@ pub(crate) fn unregister_actor(shared: &Shared, why: &str) {
             }
         }
         gone.order.push_back(id.clone());
-        gone.reasons.insert(id.clone(), why.to_string());
+        gone.reasons.insert(id.clone(), why);
     }
 }
 
