@@ -6,9 +6,8 @@ use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
-use tokio::sync::mpsc;
-
 use super::actor::Undeliverable;
+use super::queue;
 use crate::supervision::SupervisionEvent;
 use crate::ActorId;
 
@@ -34,7 +33,11 @@ pub(crate) enum StopKind {
     OwnerStopping,
 }
 
-pub(crate) type MailboxSender<M> = mpsc::UnboundedSender<Signal<M>>;
+/// Where an actor's signals are sent.
+pub(crate) type MailboxSender<M> = queue::Sender<Signal<M>>;
+
+/// Where an actor takes its signals from.
+pub(crate) type MailboxReceiver<M> = queue::Receiver<Signal<M>>;
 
 /// Where to report a told message that was never handled: a tag naming the
 /// sending actor, looked up in the table of return addresses only when a

@@ -11,6 +11,7 @@ pub(crate) mod context;
 pub(crate) mod mailbox;
 pub(crate) mod port;
 pub(crate) mod proc;
+pub(crate) mod queue;
 pub(crate) mod reference;
 pub(crate) mod registry;
 pub(crate) mod remote;

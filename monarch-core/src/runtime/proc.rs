@@ -9,12 +9,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock, RwLock};
 
 use futures::FutureExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tracing::Instrument;
 
 use super::actor::{Actor, HandlerError, Undeliverable};
 use super::context::{Child, Context};
-use super::mailbox::{CurrentSender, Never, Signal, StopKind, CURRENT_SENDER};
+use super::mailbox::{CurrentSender, MailboxReceiver, Never, Signal, StopKind, CURRENT_SENDER};
+use super::queue::{self, TryRecvError};
 use super::reference::{RefCore, Shared};
 use super::registry;
 use crate::supervision::{exit_on_fault, Failure, FaultHook, StopReason, SupervisionEvent};
@@ -289,7 +290,7 @@ pub(crate) fn start_actor<A: Actor>(
     params: A::Params,
     rank: usize,
 ) -> Started<A> {
-    let (mailbox, receiver) = mpsc::unbounded_channel();
+    let (mailbox, receiver) = queue::queue();
     let core = RefCore {
         shared: Arc::new(Shared::new(id.clone())),
         mailbox,
@@ -385,7 +386,7 @@ fn report_init(
 async fn run<A: Actor>(
     ctx: Context<A>,
     params: A::Params,
-    mut receiver: mpsc::UnboundedReceiver<Signal<A::Message>>,
+    mut receiver: MailboxReceiver<A::Message>,
     owner: Owner,
     init_tx: Option<oneshot::Sender<Result<(), SpawnError>>>,
 ) {
@@ -453,7 +454,7 @@ const DRAIN_BEFORE_YIELD: u32 = 128;
 async fn message_loop<A: Actor>(
     actor: &mut A,
     ctx: &Context<A>,
-    receiver: &mut mpsc::UnboundedReceiver<Signal<A::Message>>,
+    receiver: &mut MailboxReceiver<A::Message>,
 ) -> StopReason {
     let failed = |endpoint: Option<&str>, failure: Failure, caused_by: Option<SupervisionEvent>| {
         StopReason::Failed(SupervisionEvent {
@@ -476,14 +477,14 @@ async fn message_loop<A: Actor>(
                 }
                 signal
             }
-            Err(mpsc::error::TryRecvError::Empty) => {
+            Err(TryRecvError::Empty) => {
                 drained = 0;
                 match receiver.recv().await {
                     Some(signal) => signal,
                     None => break,
                 }
             }
-            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Closed) => break,
         };
         match signal {
             Signal::Message(message, _) => {
@@ -560,7 +561,7 @@ async fn message_loop<A: Actor>(
 /// After a failed `init`: stop what init spawned and turn away what was sent.
 async fn shut_down_unstarted<A: Actor>(
     ctx: &Context<A>,
-    receiver: &mut mpsc::UnboundedReceiver<Signal<A::Message>>,
+    receiver: &mut MailboxReceiver<A::Message>,
     why: String,
 ) {
     receiver.close();
@@ -603,7 +604,7 @@ async fn stop_children<A: Actor>(ctx: &Context<A>) {
 /// of tells sent from actors hear of it through their undeliverable hook.
 fn reject_queued<A: Actor>(
     id: &ActorId,
-    receiver: &mut mpsc::UnboundedReceiver<Signal<A::Message>>,
+    receiver: &mut MailboxReceiver<A::Message>,
     shared: &Shared,
 ) {
     while let Ok(signal) = receiver.try_recv() {

@@ -253,7 +253,7 @@ impl Shared {
 impl<A: Actor> RefCore<A> {
     /// A reference to an actor that is not reachable: every send fails.
     fn dangling(id: ActorId, why: String) -> Self {
-        let (mailbox, _) = tokio::sync::mpsc::unbounded_channel();
+        let mailbox = MailboxSender::closed();
         let shared = Arc::new(Shared::new(id));
         shared.mark_stopped(why);
         RefCore {
@@ -283,10 +283,9 @@ impl<A: Actor> RefCore<A> {
 
     /// The reference for actor `id` in the process at the end of `outbound`.
     pub(crate) fn remote(id: ActorId, outbound: Arc<dyn Outbound>) -> Self {
-        let (mailbox, _) = tokio::sync::mpsc::unbounded_channel();
         RefCore {
             shared: Arc::new(Shared::new(id)),
-            mailbox,
+            mailbox: MailboxSender::closed(),
             remote: Some(outbound),
         }
     }
@@ -406,9 +405,7 @@ impl<A: Actor> RefCore<A> {
         message: A::Message,
         from: Option<ReturnAddress>,
     ) -> Result<(), Signal<A::Message>> {
-        self.mailbox
-            .send(Signal::Message(message, from))
-            .map_err(|e| e.0)
+        self.mailbox.send(Signal::Message(message, from))
     }
 
     // Out of line, so the in-process path through `push` stays small.
