@@ -1,10 +1,13 @@
 //! What travels through an actor's mailbox.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::future::Future;
 use std::num::NonZeroU64;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
+use std::task::Poll;
 
 use super::actor::Undeliverable;
 use super::queue;
@@ -99,45 +102,88 @@ impl ReturnAddress {
     }
 }
 
-/// The running actor's return address, registered in the table only the first
+/// An actor's task, with its return address: while the task is polled, the
+/// address is this thread's current sender, so that what the actor tells can
+/// come back to it. The address is registered in the table only the first
 /// time the actor sends something: an actor that never sends costs no entry.
-pub(crate) struct CurrentSender {
+pub(crate) struct WithSender<F> {
     address: ReturnAddress,
-    report: RefCell<Option<Report>>,
+    /// The report, until the address is registered.
+    report: Option<Report>,
+    task: Pin<Box<F>>,
 }
 
-impl CurrentSender {
-    /// A return address for an actor, reporting through `report` once used.
-    pub(crate) fn new(report: impl Fn(Undeliverable) + Send + Sync + 'static) -> Self {
-        CurrentSender {
+thread_local! {
+    /// The return address of the task being polled on this thread, if it is
+    /// an actor's (a plain value, for the send path to read cheaply).
+    static ADDRESS: Cell<Option<ReturnAddress>> = const { Cell::new(None) };
+    /// That task's report, while its address is not registered.
+    static REPORT: RefCell<Option<Report>> = const { RefCell::new(None) };
+}
+
+impl<F: Future<Output = ()>> WithSender<F> {
+    /// Runs `task` with a fresh return address that reports through `report`.
+    pub(crate) fn new(
+        task: Pin<Box<F>>,
+        report: impl Fn(Undeliverable) + Send + Sync + 'static,
+    ) -> Self {
+        WithSender {
             address: next_address(),
-            report: RefCell::new(Some(Arc::new(report))),
-        }
-    }
-
-    fn address(&self) -> ReturnAddress {
-        if let Some(report) = self.report.borrow_mut().take() {
-            addresses().insert(self.address, report);
-        }
-        self.address
-    }
-
-    /// The actor is gone: retires its address if it was ever used.
-    pub(crate) fn retire(&self) {
-        if self.report.borrow().is_none() {
-            self.address.retire();
+            report: Some(Arc::new(report)),
+            task,
         }
     }
 }
 
-tokio::task_local! {
-    /// The return address of the actor whose task is running, if any.
-    pub(crate) static CURRENT_SENDER: CurrentSender;
+impl<F: Future<Output = ()>> Future for WithSender<F> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        let outer = (
+            ADDRESS.replace(Some(this.address)),
+            REPORT.replace(this.report.take()),
+        );
+        // Put back as it was, and take back the report if the address was
+        // not registered meanwhile, also if the task panics.
+        struct Restore<'a> {
+            outer: Option<(Option<ReturnAddress>, Option<Report>)>,
+            report: &'a mut Option<Report>,
+        }
+        impl Drop for Restore<'_> {
+            fn drop(&mut self) {
+                let (address, report) = self.outer.take().unwrap_or_default();
+                ADDRESS.set(address);
+                *self.report = REPORT.replace(report);
+            }
+        }
+        let restore = Restore {
+            outer: Some(outer),
+            report: &mut this.report,
+        };
+        let polled = this.task.as_mut().poll(cx);
+        drop(restore);
+        if polled.is_ready() && this.report.is_none() {
+            // Registered once: retired now that the actor is gone.
+            this.address.retire();
+        }
+        polled
+    }
 }
 
 /// The current task's return address, when it is an actor's task.
+#[inline]
 pub(crate) fn current_return_address() -> Option<ReturnAddress> {
-    CURRENT_SENDER.try_with(CurrentSender::address).ok()
+    let address = ADDRESS.get()?;
+    register_on_first_use(address);
+    Some(address)
+}
+
+/// Registers the running actor's address, the first time it is used.
+fn register_on_first_use(address: ReturnAddress) {
+    if let Some(report) = REPORT.take() {
+        addresses().insert(address, report);
+    }
 }
 
 /// A message type with no values: what owners are notified with carries no

@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use super::actor::{Actor, HandlerError, Undeliverable};
 use super::context::{Child, Context};
-use super::mailbox::{CurrentSender, MailboxReceiver, Never, Signal, StopKind, CURRENT_SENDER};
+use super::mailbox::{MailboxReceiver, MailboxSender, Never, Signal, StopKind, WithSender};
 use super::queue::{self, TryRecvError};
 use super::reference::{RefCore, Shared};
 use super::registry;
@@ -297,22 +297,13 @@ pub(crate) fn start_actor<A: Actor>(
         remote: None,
     };
     let actor_ref = ActorRef::from_core(core.clone());
+    let report = report_to(&core.mailbox, &id);
     if let Owner::Proc(proc) = &owner {
         // A root from the start, so that its end (even a failing `init`) finds
         // it there to remove.
         let root: Box<dyn Child> = Box::new(ActorRef::<A>::clone(&actor_ref));
         proc.lock_roots().insert(id.index(), root);
     }
-    let return_address = {
-        let mailbox = core.mailbox.downgrade();
-        let sender = id.clone();
-        CurrentSender::new(move |mut undeliverable: Undeliverable| {
-            if let Some(mailbox) = mailbox.upgrade() {
-                undeliverable.sender = Some(sender.clone());
-                let _ = mailbox.send(Signal::Undeliverable(Box::new(undeliverable)));
-            }
-        })
-    };
     let ctx = Context {
         self_ref: ActorRef::clone(&actor_ref),
         core,
@@ -330,12 +321,8 @@ pub(crate) fn start_actor<A: Actor>(
     };
     let who = owner.who();
     // Boxed where it is made: the actor's state machine is large, and the
-    // wrappers and the spawn below then move a pointer rather than copy it.
-    let life = Box::pin(run(ctx, params, receiver, owner, init_tx));
-    let task = CURRENT_SENDER.scope(return_address, async move {
-        life.await;
-        CURRENT_SENDER.with(CurrentSender::retire);
-    });
+    // wrapper and the spawn below then move a pointer rather than copy it.
+    let task = WithSender::new(Box::pin(run(ctx, params, receiver, owner, init_tx)), report);
     if tracing::enabled!(tracing::Level::DEBUG) {
         tokio::spawn(task.instrument(tracing::debug_span!("actor", id = %id)));
     } else {
@@ -345,6 +332,22 @@ pub(crate) fn start_actor<A: Actor>(
         actor: actor_ref,
         init: init_rx,
         owner: who,
+    }
+}
+
+/// How an actor hears that a message it told could not be delivered: as an
+/// `Undeliverable` signal in its own mailbox (while it has one).
+fn report_to<M: Send + 'static>(
+    mailbox: &MailboxSender<M>,
+    id: &ActorId,
+) -> impl Fn(Undeliverable) + Send + Sync + 'static {
+    let mailbox = mailbox.downgrade();
+    let sender = id.clone();
+    move |mut undeliverable: Undeliverable| {
+        if let Some(mailbox) = mailbox.upgrade() {
+            undeliverable.sender = Some(sender.clone());
+            let _ = mailbox.send(Signal::Undeliverable(Box::new(undeliverable)));
+        }
     }
 }
 

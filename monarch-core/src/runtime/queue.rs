@@ -90,6 +90,7 @@ impl<T> Sender<T> {
     }
 
     /// Queues `item`; gives it back if the queue is closed.
+    #[inline]
     pub(crate) fn send(&self, item: T) -> Result<(), T> {
         let Some(shared) = &self.shared else {
             return Err(item);
@@ -135,10 +136,17 @@ impl<T> WeakSender<T> {
 
 impl<T> Receiver<T> {
     /// The next item, if one is queued.
+    #[inline]
     pub(crate) fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        if let Some(item) = self.batch.pop_front() {
-            return Ok(item);
+        match self.batch.pop_front() {
+            Some(item) => Ok(item),
+            None => self.refill(),
         }
+    }
+
+    /// Takes everything queued, and the first of it.
+    #[cold]
+    fn refill(&mut self) -> Result<T, TryRecvError> {
         let mut state = self.shared.lock();
         if state.items.is_empty() {
             return Err(if state.closed {
