@@ -92,6 +92,7 @@ enum PolicyChoice {
 }
 
 fn main() -> ExitCode {
+    monarch::init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Zorplex(ZorplexCommand::Tasks(args)) => print_tasks(&args),
