@@ -148,7 +148,7 @@ mod monarch_impl {
                 }
                 assert_eq!(counter.get().call().await.unwrap(), n);
                 let elapsed = start.elapsed();
-                counter.stop().await;
+                counter.stop().await.unwrap();
                 elapsed
             })
         }
@@ -161,7 +161,7 @@ mod monarch_impl {
                     black_box(counter.get().call().await.unwrap());
                 }
                 let elapsed = start.elapsed();
-                counter.stop().await;
+                counter.stop().await.unwrap();
                 elapsed
             })
         }

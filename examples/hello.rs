@@ -42,6 +42,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{greeter} greeted {count} people");
 
     // Stop drains what was already sent, then stops the actor.
-    greeter.stop().await;
+    greeter.stop().await?;
     Ok(())
 }

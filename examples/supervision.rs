@@ -80,6 +80,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("4 doubled is {}", manager.double(4).call().await?);
     println!("restarts: {}", manager.restarts().call().await?);
 
-    manager.stop().await;
+    manager.stop().await?;
     Ok(())
 }

@@ -29,7 +29,7 @@
 //! let counter = this_proc().spawn::<Counter>("counter", ()).await?;
 //! counter.incr(5).send()?;                  // tell: no reply
 //! assert_eq!(counter.get().call().await?, 5); // ask: awaits the reply
-//! counter.stop().await;
+//! counter.stop().await?;
 //! # Ok(())
 //! # }
 //! ```

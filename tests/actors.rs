@@ -79,7 +79,7 @@ async fn tell_then_ask_sees_every_message_in_order() {
     assert_eq!(entries, (0..100).map(|s| (0, s)).collect::<Vec<_>>());
     let (name, rank) = bounded(log.who().call()).await.unwrap();
     assert_eq!((name.as_str(), rank), ("log", 0));
-    bounded(log.stop()).await;
+    bounded(log.stop()).await.expect("the owner stops it");
 }
 
 proptest! {
@@ -166,7 +166,7 @@ async fn stop_drains_what_was_sent_before_it() {
     }
     let pending = log.entries();
     let asked = pending.call();
-    bounded(log.stop()).await;
+    bounded(log.stop()).await.expect("the owner stops it");
     assert!(log.is_stopped());
     // The ask sent before stop was answered with every message.
     assert_eq!(bounded(asked).await.unwrap().len(), 1000);
@@ -186,7 +186,7 @@ async fn stop_drains_what_was_sent_before_it() {
         ),
         "{late:?}"
     );
-    bounded(witness.stop()).await;
+    bounded(witness.stop()).await.expect("the owner stops it");
     assert_eq!(bounded(stopped_rx).await.unwrap(), StopReason::Requested);
 }
 
@@ -273,7 +273,7 @@ async fn refs_and_ports_survive_serialisation_in_process() {
     port_again.send(7).unwrap();
     assert_eq!(bounded(receiver.recv()).await, Some(7));
 
-    bounded(log.stop()).await;
+    bounded(log.stop()).await.expect("the owner stops it");
     let stale: ActorRef<Log> = serde_json::from_str(&json).unwrap();
     assert!(matches!(
         stale.push(0, 0).send(),

@@ -302,7 +302,7 @@ async fn an_owner_that_handles_the_event_restarts_the_child() {
     assert_ne!(first.actor_id(), second.actor_id());
     assert_eq!(bounded(second.check(7).call()).await.unwrap(), 7);
     assert!(faults.try_recv().is_err());
-    bounded(owner.stop()).await;
+    bounded(owner.stop()).await.expect("the owner stops it");
     assert!(second.is_stopped(), "children stop before their owner");
 }
 

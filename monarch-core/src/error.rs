@@ -418,6 +418,21 @@ impl std::error::Error for CallError {
     }
 }
 
+/// An actor could not be stopped through this reference.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StopError {
+    /// Only the actor's owner (the holder of what its spawn returned) may stop
+    /// it; the actor itself stops with `Context::stop`.
+    #[error(
+        "{actor} may be stopped only by its owner: this reference did not come from its spawn \
+         (a reference received in a message, or looked up, cannot stop it)"
+    )]
+    NotOwner {
+        /// The actor.
+        actor: ActorId,
+    },
+}
+
 /// Spawning an actor failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {

@@ -57,14 +57,14 @@ mod host;
 pub mod testing;
 
 pub use config::{Config, ConfigBuilder, Transport};
-pub use error::{ActorError, CallError, ErrorReport, SendError, SpawnError};
+pub use error::{ActorError, CallError, ErrorReport, SendError, SpawnError, StopError};
 pub use id::{ActorId, ProcId};
 pub use shape::{Point, Selected, Shape, ShapeError, SliceArg, Step};
 pub use supervision::{exit_on_fault, Failure, FaultHook, StopReason, SupervisionEvent};
 pub use wire::{CastTree, Payload, RemoteError};
 
 pub use runtime::actor::{Actor, ActorClient, HandlerError, Undeliverable};
-pub use runtime::context::Context;
+pub use runtime::context::{Context, OwnerId};
 pub use runtime::port::{open_port, Port, PortClosed, PortReceiver, Reply, ReplyPort, ReplySlot};
 pub use runtime::proc::{this_proc, Proc};
 pub use runtime::reference::{ActorRef, Call, RefCore, DEFAULT_CALL_TIMEOUT};
@@ -77,7 +77,8 @@ pub use mesh::{
 };
 
 pub use host::{
-    bootstrap, get_or_spawn_controller, init_logging, this_host, Host, ProcMesh, ProcMeshError,
+    bootstrap, get_or_spawn_controller, init_logging, respawn_controller, this_host, Host,
+    ProcMesh, ProcMeshError, RankFailure,
 };
 
 /// The buffer type that endpoint arguments travel in without copies.

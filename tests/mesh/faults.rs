@@ -123,7 +123,7 @@ pub(crate) async fn an_actor_owns_a_mesh_and_hears_of_its_failures() -> Result<(
         root_events.try_recv().is_err(),
         "nothing reached the root: the owner handled it",
     )?;
-    overseer.stop().await;
+    overseer.stop().await.expect("the owner stops it");
     bounded(procs.stop()).await;
     Ok(())
 }

@@ -260,7 +260,7 @@ pub(crate) async fn casts_through_a_tree(transport: &str) -> Result<(), Failed> 
             &format!("no cast left in flight at {}", member.actor_id()),
         )?;
     }
-    bounded(counters.stop()).await;
+    bounded(counters.stop()).await.expect("the owner stops it");
     bounded(procs.stop()).await;
     Ok(())
 }

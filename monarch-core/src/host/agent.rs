@@ -3,6 +3,7 @@
 //! a spawn whose `init` never returns holds up neither other spawns nor the
 //! stop.
 
+use crate::runtime::context::Placement;
 use crate::runtime::spawn::spawn_registered;
 use crate::{ActorId, Bytes, Context, ReplyPort};
 
@@ -13,20 +14,20 @@ pub(crate) struct ProcAgent;
 #[monarch_derive::actor]
 impl ProcAgent {
     /// Spawns an actor of the registered type `type_key` with encoded
-    /// parameters, at `rank` of its mesh.
+    /// parameters, at its place in its mesh and for its owner.
     #[endpoint]
     async fn spawn_actor(
         &self,
         ctx: &Context<Self>,
         type_key: String,
         name: String,
-        rank: usize,
+        placement: Placement,
         params: Bytes,
         reply: ReplyPort<Result<ActorId, String>>,
     ) {
         let proc = ctx.proc().clone();
         tokio::spawn(async move {
-            let spawned = spawn_registered(&proc, &type_key, &name, params, rank).await;
+            let spawned = spawn_registered(&proc, &type_key, &name, params, placement).await;
             reply.send(spawned.map_err(|e| e.to_string()));
         });
     }

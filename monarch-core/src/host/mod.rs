@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub use bootstrap::bootstrap;
 pub use logging::init_logging;
-pub use proc_mesh::{ProcMesh, ProcMeshError};
-pub use singleton::get_or_spawn_controller;
+pub use proc_mesh::{ProcMesh, ProcMeshError, RankFailure};
+pub use singleton::{get_or_spawn_controller, respawn_controller};
 
 use crate::runtime::proc::local_hostname;
 use crate::{this_proc, Config, Proc, ProcId, Shape};

@@ -16,7 +16,7 @@ use super::bootstrap::{worker_root, WorkerConfig, WORKER_ENV};
 use super::supervise::{self, Sink};
 use super::{exit, lock};
 use crate::mesh::{ActorMesh, RemoteActor};
-use crate::runtime::context::Child as OwnedChild;
+use crate::runtime::context::{Child as OwnedChild, OwnerId, Placement};
 use crate::runtime::mailbox::{Signal, StopKind};
 use crate::runtime::reference::RefCore;
 use crate::runtime::remote::{encoding_for, Audience};
@@ -81,15 +81,20 @@ pub enum ProcMeshError {
         /// What went wrong.
         reason: String,
     },
-    /// Spawning an actor on a proc failed.
-    #[error("spawning {name} on proc {proc} failed: {error}")]
+    /// Spawning the actor mesh failed on some of its procs (the members that
+    /// did start are stopped).
+    #[error(
+        "spawning {name} failed on {} of its {procs} procs: {}",
+        failures.len(),
+        failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
     Spawn {
         /// The actor mesh's name.
         name: String,
-        /// The proc it failed on.
-        proc: ProcId,
-        /// Why.
-        error: String,
+        /// How many procs it was spawned on.
+        procs: usize,
+        /// Every rank it failed on, in rank order.
+        failures: Vec<RankFailure>,
     },
     /// This process was started as a worker but its `main` did not call
     /// `bootstrap()` first, so it would start workers of its own.
@@ -106,6 +111,18 @@ pub enum ProcMeshError {
         /// Why.
         error: RemoteError,
     },
+}
+
+/// Why one rank of a mesh could not be spawned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rank {rank} ({proc}): {error}")]
+pub struct RankFailure {
+    /// The rank.
+    pub rank: usize,
+    /// Its proc.
+    pub proc: ProcId,
+    /// What went wrong there.
+    pub error: String,
 }
 
 /// What [`launch`] starts.
@@ -287,8 +304,10 @@ impl ProcMesh {
         A::Params: Serialize,
     {
         let owner = self.inner.owner.clone();
+        let owner_id = OwnerId::Proc(owner.proc_id().clone());
         let sink: Sink = Arc::new(move |event| owner.fault(&event));
-        self.spawn_with_sink::<A>(name, &params, sink).await
+        self.spawn_with_sink::<A>(name, &params, owner_id, sink)
+            .await
     }
 
     /// Spawns like [`ProcMesh::spawn`], owned by the actor `ctx` belongs to:
@@ -307,9 +326,12 @@ impl ProcMesh {
     {
         let mailbox = ctx.core.mailbox.clone();
         let sink: Sink = Arc::new(move |event| {
-            let _ = mailbox.send(Signal::Supervision(Box::new(event)));
+            let _ = mailbox.send_urgent(Signal::Supervision(Box::new(event)));
         });
-        let mesh = self.spawn_with_sink::<A>(name, &params, sink).await?;
+        let owner_id = OwnerId::Actor(ctx.actor_id().clone());
+        let mesh = self
+            .spawn_with_sink::<A>(name, &params, owner_id, sink)
+            .await?;
         ctx.own(Box::new(OwnedMesh(mesh.clone())));
         Ok(mesh)
     }
@@ -318,6 +340,7 @@ impl ProcMesh {
         &self,
         name: &str,
         params: &A::Params,
+        owner: OwnerId,
         sink: Sink,
     ) -> Result<ActorMesh<A>, ProcMeshError>
     where
@@ -340,13 +363,23 @@ impl ProcMesh {
             })?;
         let requests = workers.iter().enumerate().map(|(rank, worker)| {
             let params = params.clone();
+            let placement = Placement {
+                rank,
+                shape: self.inner.shape.clone(),
+                owner: owner.clone(),
+            };
             async move {
                 let agent = worker
                     .proc
                     .service::<ProcAgent>()
                     .map_err(|e| e.to_string())?;
                 agent
-                    .spawn_actor(type_key::<A>().to_string(), name.to_string(), rank, params)
+                    .spawn_actor(
+                        type_key::<A>().to_string(),
+                        name.to_string(),
+                        placement,
+                        params,
+                    )
                     .call()
                     .await
                     .map_err(|e| e.to_string())?
@@ -354,31 +387,33 @@ impl ProcMesh {
         });
         let ids = futures::future::join_all(requests).await;
         let mut members = Vec::with_capacity(ids.len());
-        let mut failure = None;
-        for (worker, id) in workers.iter().zip(ids) {
+        let mut failures = Vec::new();
+        for (rank, (worker, id)) in workers.iter().zip(ids).enumerate() {
             match id {
                 Ok(id) => {
                     supervise::watch(id.clone(), worker.proc.addr(), Arc::clone(&sink));
-                    members.push(ActorRef::from_core(RefCore::<A>::resolve(
-                        id,
-                        Some(worker.proc.addr()),
-                    )));
+                    // The spawner's references are the owner's.
+                    members.push(ActorRef::from_core(
+                        RefCore::<A>::resolve(id, Some(worker.proc.addr())).owned(),
+                    ));
                 }
-                Err(error) => {
-                    failure.get_or_insert(ProcMeshError::Spawn {
-                        name: name.to_string(),
-                        proc: worker.proc.id().clone(),
-                        error,
-                    });
-                }
+                Err(error) => failures.push(RankFailure {
+                    rank,
+                    proc: worker.proc.id().clone(),
+                    error,
+                }),
             }
         }
-        if let Some(error) = failure {
+        if !failures.is_empty() {
             for member in &members {
                 supervise::forget(member.actor_id());
-                member.stop().await;
+                let _ = member.stop().await;
             }
-            return Err(error);
+            return Err(ProcMeshError::Spawn {
+                name: name.to_string(),
+                procs: workers.len(),
+                failures,
+            });
         }
         lock(&self.inner.label.meshes).push(name.to_string());
         Ok(ActorMesh::new(self.inner.shape.clone(), members).expect("one member per point"))
@@ -452,7 +487,9 @@ impl<A: RemoteActor> OwnedChild for OwnedMesh<A> {
 
     fn request_stop(&self, _: StopKind) {
         let mesh = self.0.clone();
-        tokio::spawn(async move { mesh.stop().await });
+        tokio::spawn(async move {
+            let _ = mesh.stop().await;
+        });
     }
 
     fn stopped(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
@@ -460,7 +497,7 @@ impl<A: RemoteActor> OwnedChild for OwnedMesh<A> {
             for (_, member) in self.0.members() {
                 supervise::forget(member.actor_id());
             }
-            self.0.stop().await
+            let _ = self.0.stop().await;
         })
     }
 }

@@ -34,7 +34,7 @@ pub use value_mesh::ValueMesh;
 
 use crate::shape::{Point, Shape, ShapeError, SliceArg};
 use crate::wire::{CastTree, Payload, RemoteError};
-use crate::{Actor, ActorRef, DEFAULT_CALL_TIMEOUT};
+use crate::{Actor, ActorRef, StopError, DEFAULT_CALL_TIMEOUT};
 
 /// An actor type whose meshes have a generated client; `#[actor]` implements it.
 pub trait RemoteActor: Actor {
@@ -154,9 +154,20 @@ impl<A: RemoteActor> ActorMesh<A> {
     }
 
     /// Stops every actor of this mesh (after what was sent to it before) and
-    /// waits until all have stopped.
-    pub async fn stop(&self) {
-        futures::future::join_all(self.members().map(|(_, member)| member.stop())).await;
+    /// waits until all have stopped. Only the mesh's owner may: the mesh its
+    /// spawn returned, and slices and clones of it in the spawning process; a
+    /// mesh received in a message gets [`StopError::NotOwner`] and stops
+    /// nothing.
+    pub async fn stop(&self) -> Result<(), StopError> {
+        if let Some((_, member)) = self.members().find(|(_, m)| !m.core().may_stop) {
+            return Err(StopError::NotOwner {
+                actor: member.actor_id().clone(),
+            });
+        }
+        for result in futures::future::join_all(self.members().map(|(_, m)| m.stop())).await {
+            result?;
+        }
+        Ok(())
     }
 }
 

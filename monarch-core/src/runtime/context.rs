@@ -4,20 +4,63 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
 
+use serde::{Deserialize, Serialize};
+
 use super::actor::Actor;
 use super::mailbox::{Signal, StopKind};
 use super::proc::{spawn_actor, Owner, Proc};
 use super::reference::{ActorRef, RefCore};
-use crate::{ActorId, SpawnError};
+use crate::{ActorId, Point, ProcId, Shape, SpawnError};
 
-/// An actor's view of itself and the runtime: its own reference, name and rank,
-/// the process it lives in, and the actors it owns.
+/// An actor's view of itself and the runtime: its own reference, name, place
+/// in its mesh and owner, the process it lives in, the actors it owns, and
+/// the tasks it runs beside itself.
 pub struct Context<A: Actor> {
     pub(crate) self_ref: ActorRef<A>,
     pub(crate) core: RefCore<A>,
     pub(crate) proc: Proc,
-    pub(crate) rank: usize,
+    pub(crate) placement: Placement,
     pub(crate) children: Mutex<Vec<Box<dyn Child>>>,
+    /// The tasks run beside the actor; none made before the first.
+    pub(crate) tasks: Mutex<Option<tokio::task::JoinSet<()>>>,
+}
+
+/// Who spawned an actor, and so owns it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum OwnerId {
+    /// A proc: the actor was spawned from outside any actor (for a mesh, by
+    /// the proc that started its proc mesh).
+    Proc(ProcId),
+    /// An actor, which hears of this one's failures.
+    Actor(ActorId),
+}
+
+impl std::fmt::Display for OwnerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OwnerId::Proc(id) => write!(f, "proc {id}"),
+            OwnerId::Actor(id) => write!(f, "actor {id}"),
+        }
+    }
+}
+
+/// Where an actor stands: its rank in the shape of its mesh, and its owner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Placement {
+    pub(crate) rank: usize,
+    pub(crate) shape: Shape,
+    pub(crate) owner: OwnerId,
+}
+
+impl Placement {
+    /// An actor spawned alone by `owner`: rank 0 of a shape of one point.
+    pub(crate) fn alone(owner: OwnerId) -> Self {
+        Placement {
+            rank: 0,
+            shape: Shape::new::<&str>(&[]).expect("an empty shape is valid"),
+            owner,
+        }
+    }
 }
 
 impl<A: Actor> Context<A> {
@@ -38,7 +81,38 @@ impl<A: Actor> Context<A> {
 
     /// This actor's rank in its mesh (0 for an actor spawned alone).
     pub fn rank(&self) -> usize {
-        self.rank
+        self.placement.rank
+    }
+
+    /// The shape of this actor's mesh (a shape with no dimensions, of one
+    /// point, for an actor spawned alone).
+    pub fn shape(&self) -> &Shape {
+        &self.placement.shape
+    }
+
+    /// This actor's point in its mesh.
+    pub fn point(&self) -> Point {
+        self.placement
+            .shape
+            .point(self.placement.rank)
+            .expect("an actor's rank is in its mesh's shape")
+    }
+
+    /// Who spawned this actor, and so owns it.
+    pub fn owner(&self) -> &OwnerId {
+        &self.placement.owner
+    }
+
+    /// Runs `task` beside this actor: it may answer later through a
+    /// [`crate::ReplyPort`] it took along, while the actor handles other
+    /// messages. Tasks still running when the actor stops are cancelled, after
+    /// its `on_stop`, and the stop completes once they are gone.
+    pub fn spawn_task(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_or_insert_with(tokio::task::JoinSet::new)
+            .spawn(task);
     }
 
     /// The process this actor lives in.
@@ -57,10 +131,13 @@ impl<A: Actor> Context<A> {
         let owner = Owner::Actor {
             id: self.actor_id().clone(),
             notify: std::sync::Arc::new(move |signal| {
-                let _ = parent.send(signal.widen());
+                // What an owner hears of its children is urgent: it overtakes
+                // the owner's backlog of messages.
+                let _ = parent.send_urgent(signal.widen());
             }),
         };
-        let child = spawn_actor::<C>(&self.proc, owner, name, params, 0).await?;
+        let placement = Placement::alone(OwnerId::Actor(self.actor_id().clone()));
+        let child = spawn_actor::<C>(&self.proc, owner, name, params, placement).await?;
         self.lock_children().push(Box::new(child.clone()));
         Ok(child)
     }

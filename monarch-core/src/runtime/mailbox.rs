@@ -14,8 +14,10 @@ use super::queue;
 use crate::supervision::SupervisionEvent;
 use crate::ActorId;
 
-/// One item in an actor's queue. Messages and control signals share the queue,
-/// so a stop request is handled after everything sent before it.
+/// One item in an actor's queue. Messages and stop requests share one order,
+/// so a stop is handled after everything sent before it. What an actor hears
+/// of the actors it owns (their failures and ends) and of its own undelivered
+/// messages is urgent: it is handled before any message queued ahead of it.
 pub(crate) enum Signal<M> {
     /// An endpoint message, with where to report it if it is never handled.
     Message(M, Option<ReturnAddress>),

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use tracing::Instrument;
 
 use super::actor::{Actor, HandlerError, Undeliverable};
-use super::context::{Child, Context};
+use super::context::{Child, Context, OwnerId, Placement};
 use super::mailbox::{MailboxReceiver, MailboxSender, Never, Signal, StopKind, WithSender};
 use super::queue::{self, TryRecvError};
 use super::reference::{RefCore, Shared};
@@ -147,18 +147,18 @@ impl Proc {
         name: &str,
         params: A::Params,
     ) -> Result<ActorRef<A>, SpawnError> {
-        self.spawn_ranked(name, params, 0).await
+        let placement = Placement::alone(OwnerId::Proc(self.proc_id().clone()));
+        self.spawn_placed(name, params, placement).await
     }
 
-    /// Like [`Proc::spawn`], with the rank the actor reports from
-    /// [`Context::rank`].
-    pub async fn spawn_ranked<A: Actor>(
+    /// Like [`Proc::spawn`], at a place in a mesh, for an owner elsewhere.
+    pub(crate) async fn spawn_placed<A: Actor>(
         &self,
         name: &str,
         params: A::Params,
-        rank: usize,
+        placement: Placement,
     ) -> Result<ActorRef<A>, SpawnError> {
-        spawn_actor::<A>(self, Owner::Proc(self.clone()), name, params, rank).await
+        spawn_actor::<A>(self, Owner::Proc(self.clone()), name, params, placement).await
     }
 
     /// Stops every root actor (and so every actor) of this proc, each after the
@@ -249,10 +249,10 @@ pub(crate) async fn spawn_actor<A: Actor>(
     owner: Owner,
     name: &str,
     params: A::Params,
-    rank: usize,
+    placement: Placement,
 ) -> Result<ActorRef<A>, SpawnError> {
     let id = proc.next_actor_id(name);
-    start_actor::<A>(proc, owner, id, params, rank)
+    start_actor::<A>(proc, owner, id, params, placement)
         .ready()
         .await
 }
@@ -288,15 +288,17 @@ pub(crate) fn start_actor<A: Actor>(
     owner: Owner,
     id: ActorId,
     params: A::Params,
-    rank: usize,
+    placement: Placement,
 ) -> Started<A> {
     let (mailbox, receiver) = queue::queue();
     let core = RefCore {
         shared: Arc::new(Shared::new(id.clone())),
         mailbox,
         remote: None,
+        may_stop: false,
     };
-    let actor_ref = ActorRef::from_core(core.clone());
+    // The spawner's reference is the owner's.
+    let actor_ref = ActorRef::from_core(core.clone().owned());
     let report = report_to(&core.mailbox, &id);
     if let Owner::Proc(proc) = &owner {
         // A root from the start, so that its end (even a failing `init`) finds
@@ -308,8 +310,9 @@ pub(crate) fn start_actor<A: Actor>(
         self_ref: ActorRef::clone(&actor_ref),
         core,
         proc: proc.clone(),
-        rank,
+        placement,
         children: Mutex::new(Vec::new()),
+        tasks: Mutex::new(None),
     };
     // An actor built with `Default` cannot fail to start: spawning it does not
     // wait for its task to run `init`.
@@ -346,7 +349,7 @@ fn report_to<M: Send + 'static>(
     move |mut undeliverable: Undeliverable| {
         if let Some(mailbox) = mailbox.upgrade() {
             undeliverable.sender = Some(sender.clone());
-            let _ = mailbox.send(Signal::Undeliverable(Box::new(undeliverable)));
+            let _ = mailbox.send_urgent(Signal::Undeliverable(Box::new(undeliverable)));
         }
     }
 }
@@ -429,6 +432,7 @@ async fn run<A: Actor>(
     {
         tracing::error!(panic = panic_message(panic.as_ref()), "on_stop panicked");
     }
+    stop_tasks(&ctx).await;
     drop(actor);
     let why = describe(&reason);
     ctx.core.shared.mark_stopped(why);
@@ -448,6 +452,19 @@ async fn run<A: Actor>(
         (Owner::Proc(proc), _) => {
             proc.lock_roots().remove(&id.index());
         }
+    }
+}
+
+/// Cancels the tasks an actor started with [`Context::spawn_task`] and waits
+/// until they are gone.
+async fn stop_tasks<A: Actor>(ctx: &Context<A>) {
+    let tasks = ctx
+        .tasks
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    if let Some(mut tasks) = tasks {
+        tasks.shutdown().await;
     }
 }
 

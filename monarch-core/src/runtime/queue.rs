@@ -7,6 +7,10 @@
 //! message, nothing is allocated until the first message, and two buffers
 //! are reused for the actor's whole life.
 //!
+//! Items sent with [`Sender::send_urgent`] overtake the others: the receiver
+//! takes every urgent item queued before any ordinary one, however many
+//! ordinary ones were queued first. Each class keeps its own order.
+//!
 //! Closing stops new sends; what was queued stays to be taken (and refused)
 //! by the receiver. A sender of a queue that never existed ([`Sender::closed`])
 //! refuses everything and costs no allocation: references to actors that are
@@ -15,6 +19,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 
@@ -23,9 +28,11 @@ pub(crate) fn queue<T>() -> (Sender<T>, Receiver<T>) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             items: VecDeque::new(),
+            urgent: VecDeque::new(),
             closed: false,
             waiting: None,
         }),
+        has_urgent: AtomicBool::new(false),
     });
     (
         Sender {
@@ -40,10 +47,14 @@ pub(crate) fn queue<T>() -> (Sender<T>, Receiver<T>) {
 
 struct Shared<T> {
     state: Mutex<State<T>>,
+    /// Whether `urgent` may hold items: read without the lock on every take.
+    has_urgent: AtomicBool,
 }
 
 struct State<T> {
     items: VecDeque<T>,
+    /// Items that overtake `items`.
+    urgent: VecDeque<T>,
     closed: bool,
     /// The receiver, when it waits for an item.
     waiting: Option<Waker>,
@@ -109,6 +120,27 @@ impl<T> Sender<T> {
         Ok(())
     }
 
+    /// Queues `item` ahead of every ordinary item; gives it back if the
+    /// queue is closed.
+    pub(crate) fn send_urgent(&self, item: T) -> Result<(), T> {
+        let Some(shared) = &self.shared else {
+            return Err(item);
+        };
+        let waiting = {
+            let mut state = shared.lock();
+            if state.closed {
+                return Err(item);
+            }
+            state.urgent.push_back(item);
+            shared.has_urgent.store(true, Ordering::Release);
+            state.waiting.take()
+        };
+        if let Some(receiver) = waiting {
+            receiver.wake();
+        }
+        Ok(())
+    }
+
     /// A sender that does not keep the queue alive.
     pub(crate) fn downgrade(&self) -> WeakSender<T> {
         WeakSender {
@@ -138,10 +170,26 @@ impl<T> Receiver<T> {
     /// The next item, if one is queued.
     #[inline]
     pub(crate) fn try_recv(&mut self) -> Result<T, TryRecvError> {
+        if self.shared.has_urgent.load(Ordering::Acquire) {
+            if let Some(item) = self.take_urgent() {
+                return Ok(item);
+            }
+        }
         match self.batch.pop_front() {
             Some(item) => Ok(item),
             None => self.refill(),
         }
+    }
+
+    /// The first urgent item, if any.
+    #[cold]
+    fn take_urgent(&mut self) -> Option<T> {
+        let mut state = self.shared.lock();
+        let item = state.urgent.pop_front();
+        if state.urgent.is_empty() {
+            self.shared.has_urgent.store(false, Ordering::Release);
+        }
+        item
     }
 
     /// Takes everything queued, and the first of it.
@@ -168,6 +216,11 @@ impl<T> Receiver<T> {
     }
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        if self.shared.has_urgent.load(Ordering::Acquire) {
+            if let Some(item) = self.take_urgent() {
+                return Poll::Ready(Some(item));
+            }
+        }
         if let Some(item) = self.batch.pop_front() {
             return Poll::Ready(Some(item));
         }
@@ -251,6 +304,24 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(got, Some("hello"));
+    }
+
+    #[test]
+    fn urgent_items_overtake_the_backlog_and_keep_their_own_order() {
+        let (tx, mut rx) = queue();
+        for i in 0..200 {
+            tx.send(i).unwrap();
+        }
+        assert_eq!(rx.try_recv(), Ok(0));
+        tx.send_urgent(1000).unwrap();
+        tx.send_urgent(1001).unwrap();
+        assert_eq!(rx.try_recv(), Ok(1000), "ahead of 199 queued");
+        assert_eq!(rx.try_recv(), Ok(1001));
+        assert_eq!(rx.try_recv(), Ok(1));
+        rx.close();
+        assert_eq!(tx.send_urgent(5), Err(5));
+        let rest: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(rest, (2..200).collect::<Vec<_>>());
     }
 
     #[test]

@@ -21,7 +21,7 @@ use super::remote::{
     Undelivered, WireMessage,
 };
 use crate::wire::{Payload, RemoteError};
-use crate::{ActorId, CallError, SendError};
+use crate::{ActorId, CallError, SendError, StopError};
 
 /// How long [`Call::call`] waits for a reply unless told otherwise.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -65,8 +65,18 @@ impl<A: Actor> ActorRef<A> {
     /// Asks the actor to stop once it has handled everything sent before this
     /// request, and waits until it has stopped (children and `on_stop` included).
     /// Returns at once if it has already stopped.
-    pub async fn stop(&self) {
+    ///
+    /// Only the actor's owner may stop it (the actor itself stops with
+    /// [`crate::Context::stop`]): the reference a spawn returns, and its clones
+    /// in the spawning process, may; a reference that came in a message, or
+    /// was looked up, may not, and gets [`StopError::NotOwner`].
+    pub async fn stop(&self) -> Result<(), StopError> {
         let core = self.core();
+        if !core.may_stop {
+            return Err(StopError::NotOwner {
+                actor: core.shared.id.clone(),
+            });
+        }
         match &core.remote {
             None => {
                 let _ = core.mailbox.send(Signal::Stop(StopKind::Requested));
@@ -84,6 +94,7 @@ impl<A: Actor> ActorRef<A> {
                 core.shared.mark_stopped("it was stopped");
             }
         }
+        Ok(())
     }
 
     /// Waits until the actor has stopped, for whatever reason (for an actor in
@@ -180,6 +191,8 @@ pub struct RefCore<A: Actor> {
     pub(crate) mailbox: MailboxSender<A::Message>,
     /// For an actor in another process: the link its messages travel on.
     pub(crate) remote: Option<Arc<dyn Outbound>>,
+    /// Whether this reference is its owner's, which may stop the actor.
+    pub(crate) may_stop: bool,
 }
 
 /// State shared by every reference to one actor.
@@ -260,6 +273,7 @@ impl<A: Actor> RefCore<A> {
             shared,
             mailbox,
             remote: None,
+            may_stop: false,
         }
     }
 
@@ -267,7 +281,9 @@ impl<A: Actor> RefCore<A> {
     /// reaches it over the link to the process at `addr`, else one whose sends
     /// fail.
     pub(crate) fn resolve(id: ActorId, addr: Option<&str>) -> Self {
-        if let Some(core) = registry::lookup_actor::<A>(&id) {
+        if let Some(mut core) = registry::lookup_actor::<A>(&id) {
+            // Looked up, not handed out by a spawn: it may not stop the actor.
+            core.may_stop = false;
             return core;
         }
         match (addr, network()) {
@@ -287,7 +303,14 @@ impl<A: Actor> RefCore<A> {
             shared: Arc::new(Shared::new(id)),
             mailbox: MailboxSender::closed(),
             remote: Some(outbound),
+            may_stop: false,
         }
+    }
+
+    /// The same reference, as its owner's: it may stop the actor.
+    pub(crate) fn owned(mut self) -> Self {
+        self.may_stop = true;
+        self
     }
 
     /// Whether the actor lives in another process.
@@ -435,6 +458,7 @@ impl<A: Actor> Clone for RefCore<A> {
             shared: Arc::clone(&self.shared),
             mailbox: self.mailbox.clone(),
             remote: self.remote.clone(),
+            may_stop: self.may_stop,
         }
     }
 }

@@ -11,6 +11,7 @@
 use std::sync::Mutex;
 
 use super::actor::Actor;
+use super::context::{OwnerId, Placement};
 use super::proc::{start_actor, this_proc, Owner, Proc};
 use super::reference::ActorRef;
 use super::registry;
@@ -103,7 +104,13 @@ pub(crate) fn start<A: Actor>(id: &ActorId) -> Result<(), RemoteError> {
         ))
     })?;
     let proc = this_proc();
-    let started = start_actor::<A>(proc, Owner::Proc(proc.clone()), id.clone(), params, 0);
+    let started = start_actor::<A>(
+        proc,
+        Owner::Proc(proc.clone()),
+        id.clone(),
+        params,
+        Placement::alone(OwnerId::Proc(proc.proc_id().clone())),
+    );
     registry::register_actor(started.actor.core());
     Ok(())
 }

@@ -8,6 +8,7 @@ use std::pin::Pin;
 use bytes::Bytes;
 
 use super::actor::Actor;
+use super::context::Placement;
 use super::proc::Proc;
 use super::registry;
 use super::service;
@@ -24,7 +25,7 @@ type StartService = fn(&ActorId) -> Result<(), RemoteError>;
 #[doc(hidden)]
 pub struct RemoteSpawn {
     type_key: fn() -> &'static str,
-    spawn: fn(Proc, String, Bytes, usize) -> SpawnFuture,
+    spawn: fn(Proc, String, Bytes, Placement) -> SpawnFuture,
     start_service: StartService,
 }
 
@@ -57,11 +58,16 @@ pub(crate) fn service_starter(type_key: &str) -> Option<StartService> {
     entry(type_key).map(|entry| entry.start_service)
 }
 
-fn spawn_erased<A: Actor>(proc: Proc, name: String, params: Bytes, rank: usize) -> SpawnFuture {
+fn spawn_erased<A: Actor>(
+    proc: Proc,
+    name: String,
+    params: Bytes,
+    placement: Placement,
+) -> SpawnFuture {
     Box::pin(async move {
         let params = A::decode_params(&params)?;
         let actor = proc
-            .spawn_ranked::<A>(&name, params, rank)
+            .spawn_placed::<A>(&name, params, placement)
             .await
             .map_err(|e| RemoteError::Failed(e.to_string()))?;
         // Spawned for another process, which will address it.
@@ -70,13 +76,14 @@ fn spawn_erased<A: Actor>(proc: Proc, name: String, params: Bytes, rank: usize) 
     })
 }
 
-/// Spawns an actor of the registered type `type_key` in `proc`.
+/// Spawns an actor of the registered type `type_key` in `proc`, at
+/// `placement`.
 pub(crate) async fn spawn_registered(
     proc: &Proc,
     type_key: &str,
     name: &str,
     params: Bytes,
-    rank: usize,
+    placement: Placement,
 ) -> Result<ActorId, RemoteError> {
     let entry = entry(type_key).ok_or_else(|| {
         RemoteError::Failed(format!(
@@ -84,5 +91,5 @@ pub(crate) async fn spawn_registered(
              is the worker running the same program as the controller?"
         ))
     })?;
-    (entry.spawn)(proc.clone(), name.to_string(), params, rank).await
+    (entry.spawn)(proc.clone(), name.to_string(), params, placement).await
 }

@@ -35,7 +35,7 @@ async fn main() {
     assert_eq!(counter.get().call().await.expect("ask"), 42);
     assert_eq!(counter.checked_div(2).call().await.expect("ask"), 21);
     assert!(counter.checked_div(-1).call().await.is_err());
-    counter.stop().await;
+    counter.stop().await.expect("the owner stops it");
 
     // The same actor in two worker processes: this binary re-executed.
     let procs = this_host()
