@@ -20,6 +20,7 @@
 //! | [`worker_threads`](Config::worker_threads) | one per core | `MONARCH_WORKER_THREADS` (0: a current-thread runtime) |
 //! | [`startup_timeout`](Config::startup_timeout) | 30 s | `MONARCH_STARTUP_TIMEOUT_MS` |
 //! | [`stop_timeout`](Config::stop_timeout) | 10 s | `MONARCH_STOP_TIMEOUT_MS` |
+//! | [`spawn_timeout`](Config::spawn_timeout) | 60 s | `MONARCH_SPAWN_TIMEOUT_MS` |
 //! | [`bulk_streams`](Config::bulk_streams) | 4 | `MONARCH_BULK_STREAMS` |
 //!
 //! ```
@@ -65,6 +66,7 @@ pub struct Config {
     worker_threads: Option<usize>,
     startup_timeout: Duration,
     stop_timeout: Duration,
+    spawn_timeout: Duration,
     bulk_streams: usize,
 }
 
@@ -83,6 +85,7 @@ impl Default for Config {
             worker_threads: None,
             startup_timeout: Duration::from_secs(30),
             stop_timeout: Duration::from_secs(10),
+            spawn_timeout: Duration::from_secs(60),
             bulk_streams: 4,
         }
     }
@@ -140,6 +143,7 @@ impl Config {
             startup_timeout: millis("MONARCH_STARTUP_TIMEOUT_MS")
                 .unwrap_or(defaults.startup_timeout),
             stop_timeout: millis("MONARCH_STOP_TIMEOUT_MS").unwrap_or(defaults.stop_timeout),
+            spawn_timeout: millis("MONARCH_SPAWN_TIMEOUT_MS").unwrap_or(defaults.spawn_timeout),
             bulk_streams: parsed::<usize>(&var, "MONARCH_BULK_STREAMS")
                 .unwrap_or(defaults.bulk_streams)
                 .max(1),
@@ -207,6 +211,12 @@ impl Config {
     /// the processes are killed.
     pub fn stop_timeout(&self) -> Duration {
         self.stop_timeout
+    }
+
+    /// How long spawning an actor mesh waits for each member's `init`:
+    /// a member whose `init` has not returned by then fails the spawn.
+    pub fn spawn_timeout(&self) -> Duration {
+        self.spawn_timeout
     }
 
     /// How many streams a bulk transfer to another host uses in parallel.
@@ -277,6 +287,12 @@ impl ConfigBuilder {
     /// Sets [`Config::startup_timeout`].
     pub fn startup_timeout(mut self, timeout: Duration) -> Self {
         self.0.startup_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Config::spawn_timeout`].
+    pub fn spawn_timeout(mut self, timeout: Duration) -> Self {
+        self.0.spawn_timeout = timeout;
         self
     }
 

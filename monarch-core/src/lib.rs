@@ -59,7 +59,7 @@ pub mod testing;
 pub use config::{Config, ConfigBuilder, Transport};
 pub use error::{ActorError, CallError, ErrorReport, SendError, SpawnError, StopError};
 pub use id::{ActorId, ProcId};
-pub use shape::{Point, Selected, Shape, ShapeError, SliceArg, Step};
+pub use shape::{CastPoint, Point, Selected, Shape, ShapeError, SliceArg, Step};
 pub use supervision::{exit_on_fault, Failure, FaultHook, StopReason, SupervisionEvent};
 pub use wire::{CastTree, Payload, RemoteError};
 
@@ -77,8 +77,8 @@ pub use mesh::{
 };
 
 pub use host::{
-    bootstrap, get_or_spawn_controller, init_logging, respawn_controller, this_host, Host,
-    ProcMesh, ProcMeshError, RankFailure,
+    bootstrap, get_or_spawn_controller, init_logging, respawn_controller, shutdown, this_host,
+    Host, ProcMesh, ProcMeshError, RankFailure,
 };
 
 /// The buffer type that endpoint arguments travel in without copies.

@@ -6,6 +6,7 @@
 mod agent;
 mod bootstrap;
 mod exit;
+mod launch;
 mod logging;
 mod proc_mesh;
 mod singleton;
@@ -96,9 +97,9 @@ impl Host {
         let ids = (0..shape.len())
             .map(|rank| ProcId::new(&name, &local_hostname(), rank))
             .collect();
-        proc_mesh::launch(
+        launch::launch(
             &router,
-            proc_mesh::Launch {
+            launch::Launch {
                 name,
                 shape,
                 ids,
@@ -107,10 +108,23 @@ impl Host {
                 config: self.config.clone(),
                 startup_timeout: config.startup_timeout(),
                 stop_timeout: config.stop_timeout(),
+                spawn_timeout: config.spawn_timeout(),
             },
         )
         .await
     }
+}
+
+/// Shuts this process's part of the job down: stops every actor of
+/// [`this_proc`] (owners stop what they own, meshes included), then every proc
+/// mesh this process started that is still alive, each within its
+/// [`Config::stop_timeout`]. Returns once every worker process is gone.
+/// Dropping the last handle to a proc mesh also ends its workers, without
+/// waiting; this is the way to wait.
+pub async fn shutdown() {
+    this_proc().stop().await;
+    let meshes = proc_mesh::live_meshes();
+    futures::future::join_all(meshes.iter().map(ProcMesh::stop)).await;
 }
 
 /// Locks a mutex, whatever a panicking holder left behind.

@@ -1,18 +1,16 @@
 //! Proc meshes: worker processes started from this one, one per point of a
 //! shape, and the actor meshes spawned on them.
 
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::process::ChildStdin;
 use tokio::sync::{watch, Notify};
 
 use super::agent::ProcAgent;
-use super::bootstrap::{worker_root, WorkerConfig, WORKER_ENV};
+use super::launch::OutputLabel;
 use super::supervise::{self, Sink};
 use super::{exit, lock};
 use crate::mesh::{ActorMesh, RemoteActor};
@@ -21,38 +19,62 @@ use crate::runtime::mailbox::{Signal, StopKind};
 use crate::runtime::reference::RefCore;
 use crate::runtime::remote::{encoding_for, Audience};
 use crate::runtime::spawn::type_key;
-use crate::transport::{CloseReason, Link, ProcRef, Router, TransportError};
+use crate::shape::SliceArg;
+use crate::transport::{CloseReason, Link, ProcRef, TransportError};
 use crate::wire::codec::encode;
-use crate::{Actor, ActorId, ActorRef, Config, Context, Proc, ProcId, RemoteError, Shape};
+use crate::{
+    Actor, ActorId, ActorRef, CallError, Context, Proc, ProcId, RemoteError, Shape, ShapeError,
+};
 
-/// A mesh of worker processes, one per point of its shape. Cheap to clone; the
-/// workers exit when it is stopped, or when its last clone is dropped.
+/// A mesh of worker processes, one per point of its shape, or a slice of one.
+/// Cheap to clone; the workers exit when they are stopped, or when the last
+/// clone or slice of their mesh is dropped.
 #[derive(Clone)]
 pub struct ProcMesh {
     inner: Arc<ProcMeshInner>,
+    /// The procs of `inner` this mesh stands for: all of them, or a slice.
+    view: Shape,
 }
 
 struct ProcMeshInner {
     name: String,
+    /// The whole mesh's shape.
     shape: Shape,
     workers: Vec<Worker>,
     owner: Proc,
     label: Arc<OutputLabel>,
     stop_timeout: Duration,
+    spawn_timeout: Duration,
 }
 
-struct Worker {
-    proc: ProcRef,
-    link: Arc<Link>,
+/// One worker process, as [`super::launch`] started it.
+pub(super) struct Worker {
+    pub(super) proc: ProcRef,
+    pub(super) link: Arc<Link>,
     /// Dropping it tells the worker to exit.
-    stdin: Mutex<Option<ChildStdin>>,
+    pub(super) stdin: Mutex<Option<ChildStdin>>,
     /// Set when the mesh is stopped or dropped: its end is no failure.
-    stopping: Arc<AtomicBool>,
+    pub(super) stopping: Arc<AtomicBool>,
     /// How the process ended, once it has.
-    exit: watch::Receiver<Option<String>>,
+    pub(super) exit: watch::Receiver<Option<String>>,
     /// Kills the process.
-    kill: Arc<Notify>,
+    pub(super) kill: Arc<Notify>,
 }
+
+/// The workers of a new proc mesh, all connected.
+pub(super) struct Launched {
+    pub(super) name: String,
+    pub(super) shape: Shape,
+    pub(super) workers: Vec<Worker>,
+    pub(super) owner: Proc,
+    pub(super) label: Arc<OutputLabel>,
+    pub(super) stop_timeout: Duration,
+    pub(super) spawn_timeout: Duration,
+}
+
+/// The proc meshes this process started that are still alive, for
+/// [`shutdown`](super::shutdown).
+static LIVE: LazyLock<Mutex<Vec<Weak<ProcMeshInner>>>> = LazyLock::new(Default::default);
 
 /// Starting or using a proc mesh failed.
 #[derive(Debug, thiserror::Error)]
@@ -125,170 +147,63 @@ pub struct RankFailure {
     pub error: String,
 }
 
-/// What [`launch`] starts.
-pub(super) struct Launch {
-    pub(super) name: String,
-    pub(super) shape: Shape,
-    pub(super) ids: Vec<ProcId>,
-    pub(super) owner: Proc,
-    pub(super) env: Vec<(String, String)>,
-    pub(super) config: Option<Config>,
-    pub(super) startup_timeout: Duration,
-    pub(super) stop_timeout: Duration,
-}
-
-/// Starts the workers of a proc mesh and waits until each has connected.
-pub(super) async fn launch(
-    router: &Arc<Router>,
-    launch: Launch,
-) -> Result<ProcMesh, ProcMeshError> {
-    let program = std::env::current_exe().map_err(ProcMeshError::Exe)?;
-    let here = ProcRef::new(crate::this_proc().proc_id().clone(), router.addr());
-    let root = worker_root().unwrap_or_else(|| here.clone());
-    let label = Arc::new(OutputLabel {
-        procs: launch.name.clone(),
-        meshes: Mutex::new(Vec::new()),
-    });
-    let mut started = Vec::with_capacity(launch.ids.len());
-    for ((rank, point), proc_id) in launch.shape.points().enumerate().zip(&launch.ids) {
-        let config = WorkerConfig {
-            proc_id: proc_id.clone(),
-            parent: here.clone(),
-            root: root.clone(),
-            credential: router.credential.clone(),
-            shape: launch.shape.clone(),
-            config: launch.config.clone(),
-        };
-        let hello = router.expect_hello(proc_id.clone());
-        let mut child = Command::new(&program)
-            .envs(launch.env.iter().map(|(k, v)| (k, v)))
-            .env(WORKER_ENV, config.encode())
-            .env("MONARCH_RANK", rank.to_string())
-            .env("MONARCH_SHAPE", launch.shape.to_string())
-            .env("MONARCH_POINT", point.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| ProcMeshError::Launch {
-                rank,
-                program: program.display().to_string(),
-                source,
-            })?;
-        forward_output(child.stdout.take(), Arc::clone(&label), rank, false);
-        forward_output(child.stderr.take(), Arc::clone(&label), rank, true);
-        let stdin = child.stdin.take();
-        started.push((proc_id.clone(), child, stdin, hello));
-    }
-    let mut workers = Vec::with_capacity(started.len());
-    for (rank, (proc_id, mut child, stdin, hello)) in started.into_iter().enumerate() {
-        let timeout = launch.startup_timeout;
-        let ready = tokio::time::timeout(timeout, async {
-            tokio::select! {
-                link = hello => link.map_err(|_| "the transport stopped waiting for it".to_string()),
-                status = child.wait() => Err(match status {
-                    Ok(status) => format!("it {} before connecting", exit::describe(&status)),
-                    Err(error) => format!("it could not be waited for: {error}"),
-                }),
-            }
+impl ProcMesh {
+    pub(super) fn new(launched: Launched) -> ProcMesh {
+        let inner = Arc::new(ProcMeshInner {
+            name: launched.name,
+            shape: launched.shape.clone(),
+            workers: launched.workers,
+            owner: launched.owner,
+            label: launched.label,
+            stop_timeout: launched.stop_timeout,
+            spawn_timeout: launched.spawn_timeout,
         });
-        let link = match ready.await {
-            Ok(Ok(link)) => link,
-            Ok(Err(reason)) => {
-                return Err(ProcMeshError::Startup {
-                    rank,
-                    reason: format!("proc {proc_id}: {reason}"),
-                })
-            }
-            Err(_) => {
-                return Err(ProcMeshError::Startup {
-                    rank,
-                    reason: format!(
-                        "proc {proc_id} did not connect within {timeout:?}; does the program \
-                         call monarch::bootstrap() (or use #[monarch::main]) first thing in main?"
-                    ),
-                })
-            }
-        };
-        let (exited, exit) = watch::channel(None);
-        let stopping = Arc::new(AtomicBool::new(false));
-        link.set_referee(exit::referee(exit.clone(), Arc::clone(&stopping)));
-        let kill = Arc::new(Notify::new());
-        watch_worker(
-            router,
-            child,
-            Arc::clone(&link),
-            Arc::clone(&stopping),
-            exited,
-            Arc::clone(&kill),
-        );
-        workers.push(Worker {
-            proc: ProcRef::new(proc_id, link.peer()),
-            link,
-            stdin: Mutex::new(stdin),
-            stopping,
-            exit,
-            kill,
-        });
-    }
-    tracing::debug!(name = %launch.name, shape = %launch.shape, "proc mesh ready");
-    Ok(ProcMesh {
-        inner: Arc::new(ProcMeshInner {
-            name: launch.name,
-            shape: launch.shape,
-            workers,
-            owner: launch.owner,
-            label,
-            stop_timeout: launch.stop_timeout,
-        }),
-    })
-}
-
-/// What the procs' forwarded output is prefixed with.
-struct OutputLabel {
-    procs: String,
-    /// The actor meshes spawned on the procs, in order.
-    meshes: Mutex<Vec<String>>,
-}
-
-impl OutputLabel {
-    fn prefix(&self, rank: usize) -> String {
-        let meshes = lock(&self.meshes);
-        if meshes.is_empty() {
-            format!("[{} {rank}]", self.procs)
-        } else {
-            format!("[{}@{} {rank}]", meshes.join("+"), self.procs)
+        let mut live = lock(&LIVE);
+        live.retain(|mesh| mesh.strong_count() > 0);
+        live.push(Arc::downgrade(&inner));
+        ProcMesh {
+            inner,
+            view: launched.shape,
         }
     }
-}
 
-impl ProcMesh {
     /// The mesh's name, which its procs' ids carry as their job.
     pub fn name(&self) -> &str {
         &self.inner.name
     }
 
-    /// The mesh's shape.
+    /// The mesh's shape (a slice's own, for a slice).
     pub fn shape(&self) -> &Shape {
-        &self.inner.shape
+        &self.view
+    }
+
+    /// The procs along `dim` as `at` selects (an index drops the dimension, a
+    /// range keeps it): a proc mesh of its own to spawn actor meshes on, whose
+    /// ranks are its own. The procs stay up while any slice or clone of their
+    /// mesh is alive.
+    pub fn slice(&self, dim: &str, at: impl SliceArg) -> Result<ProcMesh, ShapeError> {
+        Ok(ProcMesh {
+            inner: Arc::clone(&self.inner),
+            view: self.view.slice(dim, at)?,
+        })
     }
 
     /// The procs' ids, in rank order.
     pub fn proc_ids(&self) -> impl Iterator<Item = &ProcId> {
-        self.inner.workers.iter().map(|w| w.proc.id())
+        self.workers().map(|w| w.proc.id())
     }
 
     /// The procs, in rank order: references that travel, for reaching their
     /// services and opening bulk streams to them.
     pub fn procs(&self) -> impl Iterator<Item = &ProcRef> {
-        self.inner.workers.iter().map(|w| &w.proc)
+        self.workers().map(|w| &w.proc)
     }
 
     /// The address the proc at `rank` listens on: `ip:port/incarnation`, where
     /// the incarnation tells this process apart from later ones on the same port.
     pub fn addr(&self, rank: usize) -> Option<&str> {
-        self.inner.workers.get(rank).map(|w| w.proc.addr())
+        let base = self.view.base_rank(rank).ok()?;
+        self.inner.workers.get(base).map(|w| w.proc.addr())
     }
 
     /// Spawns one `A` named `name` on every proc, with the same parameters, and
@@ -347,7 +262,9 @@ impl ProcMesh {
         A: RemoteActor,
         A::Params: Serialize,
     {
-        let workers = &self.inner.workers;
+        let workers: Vec<&Worker> = self.workers().collect();
+        // The members' mesh is the slice, ranked afresh.
+        let shape = self.view.compact();
         // Refs and ports in the parameters are held by every worker.
         let audience = Audience {
             local: workers
@@ -361,11 +278,12 @@ impl ProcMesh {
                 name: name.to_string(),
                 error,
             })?;
+        let timeout = self.inner.spawn_timeout;
         let requests = workers.iter().enumerate().map(|(rank, worker)| {
             let params = params.clone();
             let placement = Placement {
                 rank,
-                shape: self.inner.shape.clone(),
+                shape: shape.clone(),
                 owner: owner.clone(),
             };
             async move {
@@ -380,9 +298,16 @@ impl ProcMesh {
                         placement,
                         params,
                     )
+                    .timeout(timeout)
                     .call()
                     .await
-                    .map_err(|e| e.to_string())?
+                    .map_err(|error| match error {
+                        CallError::Timeout { .. } => format!(
+                            "it was not running within {timeout:?} (its init has not returned; \
+                             see Config::spawn_timeout)"
+                        ),
+                        error => error.to_string(),
+                    })?
             }
         });
         let ids = futures::future::join_all(requests).await;
@@ -415,18 +340,19 @@ impl ProcMesh {
                 failures,
             });
         }
-        lock(&self.inner.label.meshes).push(name.to_string());
-        Ok(ActorMesh::new(self.inner.shape.clone(), members).expect("one member per point"))
+        self.inner.label.add_mesh(name);
+        Ok(ActorMesh::new(shape, members).expect("one member per point"))
     }
 
-    /// Stops every proc: each stops its actors (after what was already sent to
-    /// them), then its process exits. Waits until all have exited, for at most
-    /// [`Config::stop_timeout`] to drain and as long again to exit, killing
-    /// what has not. Calls to its actors fail from then on, saying the proc
-    /// was stopped.
+    /// Stops every proc of this mesh (of this slice, for a slice): each stops
+    /// its actors (after what was already sent to them), then its process
+    /// exits. Waits until all have exited, for at most
+    /// [`Config::stop_timeout`](crate::Config::stop_timeout) to drain and as
+    /// long again to exit, killing what has not. Calls to its actors fail
+    /// from then on, saying the proc was stopped.
     pub async fn stop(&self) {
         let timeout = self.inner.stop_timeout;
-        let stops = self.inner.workers.iter().map(|worker| async move {
+        let stops = self.workers().map(|worker| async move {
             worker.stopping.store(true, Ordering::Release);
             supervise::forget_process(worker.proc.addr());
             if let Ok(agent) = worker.proc.service::<ProcAgent>() {
@@ -453,6 +379,25 @@ impl ProcMesh {
     }
 }
 
+impl ProcMesh {
+    /// The workers of this mesh's view, in its rank order.
+    fn workers(&self) -> impl Iterator<Item = &Worker> {
+        self.view.base_ranks().map(|base| &self.inner.workers[base])
+    }
+}
+
+/// Every proc mesh this process started that is still alive, whole.
+pub(super) fn live_meshes() -> Vec<ProcMesh> {
+    lock(&LIVE)
+        .iter()
+        .filter_map(Weak::upgrade)
+        .map(|inner| ProcMesh {
+            view: inner.shape.clone(),
+            inner,
+        })
+        .collect()
+}
+
 impl Drop for ProcMeshInner {
     fn drop(&mut self) {
         for worker in &self.workers {
@@ -465,7 +410,7 @@ impl Drop for ProcMeshInner {
 
 impl std::fmt::Debug for ProcMesh {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ProcMesh({} {})", self.inner.name, self.inner.shape)
+        write!(f, "ProcMesh({} {})", self.inner.name, self.view)
     }
 }
 
@@ -500,71 +445,4 @@ impl<A: RemoteActor> OwnedChild for OwnedMesh<A> {
             let _ = self.0.stop().await;
         })
     }
-}
-
-/// Watches a worker: its exit closes its link (failing calls and raising
-/// supervision events unless the mesh is stopping), a link lost to silence
-/// kills the process, so a hung or stopped worker does not linger, and so
-/// does a kill request.
-fn watch_worker(
-    router: &Arc<Router>,
-    mut child: Child,
-    link: Arc<Link>,
-    stopping: Arc<AtomicBool>,
-    exited: watch::Sender<Option<String>>,
-    kill: Arc<Notify>,
-) {
-    let router = Arc::clone(router);
-    tokio::spawn(async move {
-        let how = tokio::select! {
-            status = child.wait() => describe_wait(status),
-            () = link.wait_closed() => {
-                if !stopping.load(Ordering::Acquire) {
-                    let _ = child.start_kill();
-                }
-                describe_wait(child.wait().await)
-            }
-            () = kill.notified() => {
-                let _ = child.start_kill();
-                describe_wait(child.wait().await)
-            }
-        };
-        let _ = exited.send(Some(how.clone()));
-        if !stopping.load(Ordering::Acquire) {
-            router.close_link(
-                link.peer(),
-                CloseReason::Local(format!("the process {how}")),
-            );
-            supervise::process_lost(link.peer(), &link.close_reason());
-        }
-    });
-}
-
-fn describe_wait(status: std::io::Result<std::process::ExitStatus>) -> String {
-    match status {
-        Ok(status) => exit::describe(&status),
-        Err(error) => format!("could not be waited for: {error}"),
-    }
-}
-
-/// Copies the output of the worker at `rank` here, line by line, prefixed as
-/// `label` says at the time.
-fn forward_output(
-    stream: Option<impl tokio::io::AsyncRead + Unpin + Send + 'static>,
-    label: Arc<OutputLabel>,
-    rank: usize,
-    to_stderr: bool,
-) {
-    let Some(stream) = stream else { return };
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stream).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            let prefix = label.prefix(rank);
-            if to_stderr {
-                eprintln!("{prefix} {line}");
-            } else {
-                println!("{prefix} {line}");
-            }
-        }
-    });
 }

@@ -14,7 +14,7 @@ use super::stream::{MeshStream, Tagged};
 use super::value_mesh::ValueMesh;
 use super::MeshCore;
 use crate::runtime::remote::{encoding_for, Audience, ReplySink};
-use crate::shape::Point;
+use crate::shape::{CastPoint, Point};
 use crate::transport::{Link, Member};
 use crate::wire::codec::decode;
 use crate::wire::{Payload, RemoteError};
@@ -122,6 +122,27 @@ where
         })
     }
 
+    /// Asks every member and folds the replies into `init` with `fold` as
+    /// they arrive (in arrival order, not rank order), so that no reply is
+    /// kept once folded: Monarch's `accumulate`. Any member's failure fails
+    /// the call, naming that member. With a generated endpoint `count`,
+    /// `mesh.count().reduce(0, |sum, n| sum + n).await?` sums the counts.
+    pub async fn reduce<B>(self, init: B, mut fold: impl FnMut(B, T) -> B) -> Result<B, MeshError> {
+        let shape = self.mesh.shape.clone();
+        let mut stream = self.stream();
+        let mut acc = init;
+        while let Some((rank, result)) = stream.next_reply().await {
+            match result {
+                Ok(value) => acc = fold(acc, value),
+                Err(error) => {
+                    let point = shape.point(rank).expect("rank of this shape");
+                    return Err(MeshError::Member { rank, point, error });
+                }
+            }
+        }
+        Ok(acc)
+    }
+
     /// Asks the mesh's only member; an error unless it has exactly one.
     pub async fn call_one(self) -> Result<T, MeshError> {
         let len = self.mesh.shape.len();
@@ -146,10 +167,12 @@ where
         let counter = &self.mesh.in_flight[base];
         counter.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::unbounded_channel();
+        let point = CastPoint::new(rank, Arc::new(self.mesh.shape.clone()));
         let sent = member.core().send_encoded(
             self.endpoint,
             args,
             Some(reply_sink::<T>(tx, 0, member, self.endpoint)),
+            Some(point),
         );
         let result = match sent {
             Err(error) => Err(MeshError::Send {
@@ -248,6 +271,7 @@ where
         let mut failed = Vec::new();
         let mut targets = Vec::new();
         let mut sinks = HashMap::new();
+        let shape = Arc::new(self.mesh.shape.clone());
         for (rank, (_, member)) in members.iter().enumerate() {
             let sink = sink(rank, member);
             let link = member
@@ -267,11 +291,12 @@ where
                     }
                 }
                 None => {
-                    if let Err(error) =
+                    let point = CastPoint::new(rank, Arc::clone(&shape));
+                    let sent =
                         member
                             .core()
-                            .send_encoded(self.endpoint, args.clone(), sink)
-                    {
+                            .send_encoded(self.endpoint, args.clone(), sink, Some(point));
+                    if let Err(error) = sent {
                         failed.push((rank, error));
                     }
                 }
@@ -281,6 +306,7 @@ where
             let wants_replies = !sinks.is_empty();
             router.cast(
                 tree.fanout,
+                &shape,
                 self.endpoint,
                 &args,
                 targets,

@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::shape::{Point, Shape, ShapeError};
+use crate::shape::{Point, Shape, ShapeError, SliceArg};
 
 /// One value per point of a shape: what [`MeshCall::call`] gathers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -66,6 +66,60 @@ impl<T> ValueMesh<T> {
         self.values
     }
 
+    /// The values along `dim` as `at` selects (an index drops the dimension,
+    /// a range keeps it), as [`crate::ActorMesh::slice`] selects actors.
+    ///
+    /// ```
+    /// use monarch_core::{shape, ValueMesh};
+    ///
+    /// let losses = ValueMesh::new(shape! { hosts = 2, gpus = 2 }, vec![0.5, 0.4, 0.3, 0.2]).unwrap();
+    /// let host1 = losses.slice("hosts", 1).unwrap();
+    /// assert_eq!(host1.values(), [0.3, 0.2]);
+    /// assert_eq!(host1.shape().to_string(), "{gpus=2}");
+    /// ```
+    pub fn slice(&self, dim: &str, at: impl SliceArg) -> Result<ValueMesh<T>, ShapeError>
+    where
+        T: Clone,
+    {
+        let view = self.dense().slice(dim, at)?;
+        let values = view.base_ranks().map(|r| self.values[r].clone()).collect();
+        Ok(ValueMesh {
+            shape: view.compact(),
+            values,
+        })
+    }
+
+    /// The same values over one dimension `name` (see [`Shape::flatten`]).
+    pub fn flatten(self, name: &str) -> Result<ValueMesh<T>, ShapeError> {
+        let shape = self.dense().flatten(name)?;
+        Ok(ValueMesh { shape, ..self })
+    }
+
+    /// The same values with dimension `from` called `to`.
+    pub fn rename(self, from: &str, to: &str) -> Result<ValueMesh<T>, ShapeError> {
+        let shape = self.shape.rename(from, to)?;
+        Ok(ValueMesh { shape, ..self })
+    }
+
+    /// The same values with dimension `dim` split into `into` (see
+    /// [`Shape::split`]).
+    ///
+    /// ```
+    /// use monarch_core::{shape, ValueMesh};
+    ///
+    /// let ranks = ValueMesh::new(shape! { ranks = 4 }, vec![0, 1, 2, 3]).unwrap();
+    /// let grid = ranks.split("ranks", &[("hosts", 2), ("gpus", 2)]).unwrap();
+    /// assert_eq!(*grid.at(&[1, 0]).unwrap(), 2);
+    /// ```
+    pub fn split<S: AsRef<str>>(
+        self,
+        dim: &str,
+        into: &[(S, usize)],
+    ) -> Result<ValueMesh<T>, ShapeError> {
+        let shape = self.dense().split(dim, into)?;
+        Ok(ValueMesh { shape, ..self })
+    }
+
     /// The number of values.
     pub fn len(&self) -> usize {
         self.values.len()
@@ -74,6 +128,11 @@ impl<T> ValueMesh<T> {
     /// Whether there are no values.
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
+    }
+
+    /// The shape over the values as they are stored: rank `r` is `values[r]`.
+    fn dense(&self) -> Shape {
+        self.shape.compact()
     }
 }
 

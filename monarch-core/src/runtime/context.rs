@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -10,7 +10,7 @@ use super::actor::Actor;
 use super::mailbox::{Signal, StopKind};
 use super::proc::{spawn_actor, Owner, Proc};
 use super::reference::{ActorRef, RefCore};
-use crate::{ActorId, Point, ProcId, Shape, SpawnError};
+use crate::{ActorId, CastPoint, Point, ProcId, Shape, SpawnError};
 
 /// An actor's view of itself and the runtime: its own reference, name, place
 /// in its mesh and owner, the process it lives in, the actors it owns, and
@@ -23,6 +23,9 @@ pub struct Context<A: Actor> {
     pub(crate) children: Mutex<Vec<Box<dyn Child>>>,
     /// The tasks run beside the actor; none made before the first.
     pub(crate) tasks: Mutex<Option<tokio::task::JoinSet<()>>>,
+    /// Where the message being handled was addressed, when it came through
+    /// a mesh.
+    pub(crate) cast: Mutex<Option<CastPoint>>,
 }
 
 /// Who spawned an actor, and so owns it.
@@ -98,6 +101,18 @@ impl<A: Actor> Context<A> {
             .expect("an actor's rank is in its mesh's shape")
     }
 
+    /// Where the message being handled was addressed, when it came through
+    /// a mesh (a call, cast or choice on an [`crate::ActorMesh`] or a slice of
+    /// it): this actor's rank and point in the slice that was called. `None`
+    /// for a message sent to this actor's own reference, and outside
+    /// endpoints.
+    pub fn cast_point(&self) -> Option<CastPoint> {
+        self.cast
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// Who spawned this actor, and so owns it.
     pub fn owner(&self) -> &OwnerId {
         &self.placement.owner
@@ -130,7 +145,7 @@ impl<A: Actor> Context<A> {
         let parent = self.core.mailbox.clone();
         let owner = Owner::Actor {
             id: self.actor_id().clone(),
-            notify: std::sync::Arc::new(move |signal| {
+            notify: Arc::new(move |signal| {
                 // What an owner hears of its children is urgent: it overtakes
                 // the owner's backlog of messages.
                 let _ = parent.send_urgent(signal.widen());

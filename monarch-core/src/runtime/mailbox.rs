@@ -12,7 +12,7 @@ use std::task::Poll;
 use super::actor::Undeliverable;
 use super::queue;
 use crate::supervision::SupervisionEvent;
-use crate::ActorId;
+use crate::{ActorId, CastPoint};
 
 /// One item in an actor's queue. Messages and stop requests share one order,
 /// so a stop is handled after everything sent before it. What an actor hears
@@ -21,6 +21,10 @@ use crate::ActorId;
 pub(crate) enum Signal<M> {
     /// An endpoint message, with where to report it if it is never handled.
     Message(M, Option<ReturnAddress>),
+    /// An endpoint message sent through a mesh, with where in the called
+    /// slice it was addressed (boxed: casts come from other processes or in
+    /// bulk, and the slot stays as small as a plain message).
+    Cast(Box<(M, CastPoint)>, Option<ReturnAddress>),
     /// Stop after the messages queued before this signal.
     Stop(StopKind),
     /// An owned actor failed. Rare signals are boxed to keep the queue's slots
@@ -30,6 +34,18 @@ pub(crate) enum Signal<M> {
     ChildStopped(Box<ActorId>),
     /// A message this actor told was never handled.
     Undeliverable(Box<Undeliverable>),
+}
+
+impl<M> Signal<M> {
+    /// The endpoint message this signal carries, if it is one, with its
+    /// return address.
+    pub(crate) fn into_message(self) -> Option<(M, Option<ReturnAddress>)> {
+        match self {
+            Signal::Message(message, from) => Some((message, from)),
+            Signal::Cast(boxed, from) => Some((boxed.0, from)),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,6 +213,7 @@ impl Signal<Never> {
     pub(crate) fn widen<M>(self) -> Signal<M> {
         match self {
             Signal::Message(never, _) => match never {},
+            Signal::Cast(boxed, _) => match boxed.0 {},
             Signal::Stop(kind) => Signal::Stop(kind),
             Signal::Supervision(event) => Signal::Supervision(event),
             Signal::ChildStopped(id) => Signal::ChildStopped(id),

@@ -19,7 +19,7 @@ use super::queue::{self, TryRecvError};
 use super::reference::{RefCore, Shared};
 use super::registry;
 use crate::supervision::{exit_on_fault, Failure, FaultHook, StopReason, SupervisionEvent};
-use crate::{ActorId, ActorRef, CallError, ProcId, SpawnError};
+use crate::{ActorId, ActorRef, CallError, CastPoint, ProcId, SpawnError};
 
 /// A process's actor runtime: it names actors, owns the actors spawned from
 /// outside any actor (the roots of the supervision tree), and decides what a
@@ -313,6 +313,7 @@ pub(crate) fn start_actor<A: Actor>(
         placement,
         children: Mutex::new(Vec::new()),
         tasks: Mutex::new(None),
+        cast: Mutex::new(None),
     };
     // An actor built with `Default` cannot fail to start: spawning it does not
     // wait for its task to run `init`.
@@ -404,6 +405,7 @@ async fn run<A: Actor>(
             let why = format!("its init failed: {}", error.report());
             shut_down_unstarted(&ctx, &mut receiver, why).await;
             report_init(init_tx, SpawnError::Init { actor: id, error }, owner);
+            ctx.core.shared.mark_finished();
             return;
         }
         Err(panic) => {
@@ -415,6 +417,7 @@ async fn run<A: Actor>(
                 SpawnError::InitPanicked { actor: id, message },
                 owner,
             );
+            ctx.core.shared.mark_finished();
             return;
         }
     };
@@ -435,7 +438,7 @@ async fn run<A: Actor>(
     stop_tasks(&ctx).await;
     drop(actor);
     let why = describe(&reason);
-    ctx.core.shared.mark_stopped(why);
+    ctx.core.shared.mark_stopping(why);
     registry::unregister_actor(&ctx.core.shared);
     reject_queued::<A>(&id, &mut receiver, &ctx.core.shared);
     tracing::debug!(?reason, "stopped");
@@ -453,6 +456,48 @@ async fn run<A: Actor>(
             proc.lock_roots().remove(&id.index());
         }
     }
+    // Whoever waits for the stop learns of it only now, once the owner has
+    // been told.
+    ctx.core.shared.mark_finished();
+}
+
+/// Handles one endpoint message; `Some(reason)` when it ends the actor.
+async fn handle_message<A: Actor>(
+    actor: &mut A,
+    ctx: &Context<A>,
+    message: A::Message,
+) -> Option<StopReason> {
+    let endpoint = A::endpoint_name(&message);
+    let handled = if tracing::enabled!(tracing::Level::TRACE) {
+        AssertUnwindSafe(actor.handle(ctx, message))
+            .catch_unwind()
+            .instrument(tracing::trace_span!("handle", endpoint))
+            .await
+    } else if A::HANDLE_CATCHES_PANICS {
+        Ok(actor.handle(ctx, message).await)
+    } else {
+        AssertUnwindSafe(actor.handle(ctx, message))
+            .catch_unwind()
+            .await
+    };
+    let failure = match handled {
+        Ok(Ok(())) => return None,
+        Ok(Err(HandlerError::Error(message))) => Failure::Error(message),
+        Ok(Err(HandlerError::Panicked(message))) => Failure::Panicked(message),
+        Err(panic) => Failure::Panicked(panic_message(panic.as_ref())),
+    };
+    Some(StopReason::Failed(SupervisionEvent {
+        actor: ctx.actor_id().clone(),
+        endpoint: Some(endpoint.to_string()),
+        failure,
+        caused_by: None,
+    }))
+}
+
+fn set_cast<A: Actor>(ctx: &Context<A>, point: Option<CastPoint>) {
+    *ctx.cast
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = point;
 }
 
 /// Cancels the tasks an actor started with [`Context::spawn_task`] and waits
@@ -508,31 +553,17 @@ async fn message_loop<A: Actor>(
         };
         match signal {
             Signal::Message(message, _) => {
-                let endpoint = A::endpoint_name(&message);
-                let handled = if tracing::enabled!(tracing::Level::TRACE) {
-                    AssertUnwindSafe(actor.handle(ctx, message))
-                        .catch_unwind()
-                        .instrument(tracing::trace_span!("handle", endpoint))
-                        .await
-                } else if A::HANDLE_CATCHES_PANICS {
-                    Ok(actor.handle(ctx, message).await)
-                } else {
-                    AssertUnwindSafe(actor.handle(ctx, message))
-                        .catch_unwind()
-                        .await
-                };
-                match handled {
-                    Ok(Ok(())) => {}
-                    Ok(Err(HandlerError::Error(message))) => {
-                        return failed(Some(endpoint), Failure::Error(message), None)
-                    }
-                    Ok(Err(HandlerError::Panicked(message))) => {
-                        return failed(Some(endpoint), Failure::Panicked(message), None)
-                    }
-                    Err(panic) => {
-                        let message = panic_message(panic.as_ref());
-                        return failed(Some(endpoint), Failure::Panicked(message), None);
-                    }
+                if let Some(reason) = handle_message(actor, ctx, message).await {
+                    return reason;
+                }
+            }
+            Signal::Cast(boxed, _) => {
+                let (message, point) = *boxed;
+                set_cast(ctx, Some(point));
+                let stopped = handle_message(actor, ctx, message).await;
+                set_cast(ctx, None);
+                if let Some(reason) = stopped {
+                    return reason;
                 }
             }
             Signal::Stop(StopKind::Requested) => return StopReason::Requested,
@@ -586,7 +617,7 @@ async fn shut_down_unstarted<A: Actor>(
 ) {
     receiver.close();
     stop_children(ctx).await;
-    ctx.core.shared.mark_stopped(why);
+    ctx.core.shared.mark_stopping(why);
     registry::unregister_actor(&ctx.core.shared);
     reject_queued::<A>(ctx.actor_id(), receiver, &ctx.core.shared);
 }
@@ -628,7 +659,7 @@ fn reject_queued<A: Actor>(
     shared: &Shared,
 ) {
     while let Ok(signal) = receiver.try_recv() {
-        if let Signal::Message(message, from) = signal {
+        if let Some((message, from)) = signal.into_message() {
             let endpoint = A::endpoint_name(&message);
             let reason = shared.stopped_because();
             let error = CallError::Undeliverable {

@@ -21,7 +21,7 @@ use super::remote::{
     Undelivered, WireMessage,
 };
 use crate::wire::{Payload, RemoteError};
-use crate::{ActorId, CallError, SendError, StopError};
+use crate::{ActorId, CallError, CastPoint, SendError, StopError};
 
 /// How long [`Call::call`] waits for a reply unless told otherwise.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -63,8 +63,9 @@ impl<A: Actor> ActorRef<A> {
     }
 
     /// Asks the actor to stop once it has handled everything sent before this
-    /// request, and waits until it has stopped (children and `on_stop` included).
-    /// Returns at once if it has already stopped.
+    /// request, and waits until it has stopped (children, tasks and `on_stop`
+    /// included, and its owner told). Returns at once if it has already
+    /// stopped.
     ///
     /// Only the actor's owner may stop it (the actor itself stops with
     /// [`crate::Context::stop`]): the reference a spawn returns, and its clones
@@ -97,9 +98,9 @@ impl<A: Actor> ActorRef<A> {
         Ok(())
     }
 
-    /// Waits until the actor has stopped, for whatever reason (for an actor in
-    /// another process: until it is stopped through this reference or its
-    /// process is lost).
+    /// Waits until the actor has stopped, for whatever reason, and its owner
+    /// has been told (for an actor in another process: until it is stopped
+    /// through this reference or its process is lost).
     pub async fn wait_stopped(&self) {
         let core = self.core();
         match &core.remote {
@@ -198,8 +199,11 @@ pub struct RefCore<A: Actor> {
 /// State shared by every reference to one actor.
 pub(crate) struct Shared {
     pub(crate) id: ActorId,
+    /// Set once the actor takes no more messages.
     pub(crate) stopped: AtomicBool,
-    pub(crate) stop_notify: Notify,
+    /// Set once it is gone for good: stopped, and its owner told.
+    finished: AtomicBool,
+    stop_notify: Notify,
     /// Why the actor stopped, once it has.
     why: OnceLock<Cow<'static, str>>,
     /// Whether it is in the registry of actors other processes may address.
@@ -211,6 +215,7 @@ impl Shared {
         Shared {
             id,
             stopped: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
             stop_notify: Notify::new(),
             why: OnceLock::new(),
             registered: AtomicBool::new(false),
@@ -229,9 +234,23 @@ impl Shared {
 
     /// The actor has stopped, for the reason `why` (a clause: "it was
     /// stopped", "it panicked in endpoint `work`: ...").
+    /// The actor is gone, for `why`: stopping and finished at once.
     pub(crate) fn mark_stopped(&self, why: impl Into<Cow<'static, str>>) {
+        self.mark_stopping(why);
+        self.mark_finished();
+    }
+
+    /// The actor takes no more messages, for `why`; it may still be telling
+    /// its owner.
+    pub(crate) fn mark_stopping(&self, why: impl Into<Cow<'static, str>>) {
         let _ = self.why.set(why.into());
         self.stopped.store(true, Ordering::SeqCst);
+    }
+
+    /// The actor is gone and its owner has been told: those waiting for its
+    /// stop may go on.
+    pub(crate) fn mark_finished(&self) {
+        self.finished.store(true, Ordering::SeqCst);
         self.stop_notify.notify_waiters();
     }
 
@@ -255,7 +274,7 @@ impl Shared {
             let notified = self.stop_notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.stopped.load(Ordering::Acquire) {
+            if self.finished.load(Ordering::Acquire) {
                 return;
             }
             notified.await;
@@ -325,28 +344,20 @@ impl<A: Actor> RefCore<A> {
 
     /// Sends an encoded message: decoded into the mailbox here, or shipped to
     /// the actor's process. This is how mesh casts, which encode once, reach
-    /// each member.
+    /// each member, with where in the called slice each was addressed.
     pub(crate) fn send_encoded(
         &self,
         endpoint: &str,
         payload: Payload,
         reply: Option<ReplySink>,
+        cast: Option<CastPoint>,
     ) -> Result<(), SendError> {
-        self.send_encoded_from(endpoint, payload, reply, current_return_address())
-    }
-
-    fn send_encoded_from(
-        &self,
-        endpoint: &str,
-        payload: Payload,
-        reply: Option<ReplySink>,
-        sender: Option<ReturnAddress>,
-    ) -> Result<(), SendError> {
+        let sender = current_return_address();
         let Some(remote) = &self.remote else {
             let mut reply = reply;
             return match A::from_wire(endpoint, payload, &mut reply) {
                 Ok(message) => self
-                    .push_local(message, sender)
+                    .push_local_at(message, sender, cast)
                     .map_err(|_| self.undeliverable()),
                 Err(error) => {
                     super::remote::fail(reply, error);
@@ -360,6 +371,7 @@ impl<A: Actor> RefCore<A> {
             payload,
             reply,
             sender,
+            cast,
         };
         match remote.send(envelope) {
             Ok(()) => Ok(()),
@@ -431,6 +443,23 @@ impl<A: Actor> RefCore<A> {
         self.mailbox.send(Signal::Message(message, from))
     }
 
+    /// Puts a message in a local actor's mailbox, with where it was
+    /// addressed when it came through a mesh; gives it back if the actor has
+    /// stopped.
+    pub(crate) fn push_local_at(
+        &self,
+        message: A::Message,
+        from: Option<ReturnAddress>,
+        cast: Option<CastPoint>,
+    ) -> Result<(), Signal<A::Message>> {
+        match cast {
+            None => self.mailbox.send(Signal::Message(message, from)),
+            Some(point) => self
+                .mailbox
+                .send(Signal::Cast(Box::new((message, point)), from)),
+        }
+    }
+
     // Out of line, so the in-process path through `push` stays small.
     #[cold]
     #[inline(never)]
@@ -448,7 +477,7 @@ impl<A: Actor> RefCore<A> {
             endpoint,
             reason: error.to_string(),
         })?;
-        self.send_encoded(endpoint, payload, reply)
+        self.send_encoded(endpoint, payload, reply, None)
     }
 }
 

@@ -26,7 +26,7 @@ use super::remote::{fail, ReplySink};
 use super::service;
 use crate::wire::codec::decode;
 use crate::wire::{Payload, RemoteError};
-use crate::{ActorId, CallError};
+use crate::{ActorId, CallError, CastPoint};
 
 /// A local actor, whatever its type.
 trait ErasedActor: Send + Sync {
@@ -37,6 +37,7 @@ trait ErasedActor: Send + Sync {
         payload: Payload,
         reply: Option<ReplySink>,
         sender: Option<ReturnAddress>,
+        cast: Option<CastPoint>,
     );
     fn stop(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
     fn is_running(&self) -> bool;
@@ -53,10 +54,12 @@ impl<A: Actor> ErasedActor for RefCore<A> {
         payload: Payload,
         mut reply: Option<ReplySink>,
         sender: Option<ReturnAddress>,
+        cast: Option<CastPoint>,
     ) {
         match A::from_wire(endpoint, payload, &mut reply) {
             Ok(message) => {
-                if let Err(Signal::Message(message, sender)) = self.push_local(message, sender) {
+                let refused = self.push_local_at(message, sender, cast);
+                if let Some((message, sender)) = refused.err().and_then(Signal::into_message) {
                     let endpoint = A::endpoint_name(&message);
                     let actor = self.actor_id().clone();
                     let reason = self.shared.stopped_because();
@@ -181,9 +184,10 @@ pub(crate) fn deliver(
     payload: Payload,
     reply: Option<ReplySink>,
     sender: Option<ReturnAddress>,
+    cast: Option<CastPoint>,
 ) {
     match erased(to) {
-        Some(actor) => actor.deliver(endpoint, payload, reply, sender),
+        Some(actor) => actor.deliver(endpoint, payload, reply, sender, cast),
         None => {
             let reason = why_gone(to);
             match (reply, sender) {

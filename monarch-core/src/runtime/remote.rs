@@ -29,7 +29,7 @@ use super::port::{Reply, ReplySlot};
 use super::registry;
 use crate::wire::codec::{decode, encode};
 use crate::wire::{Payload, RemoteError};
-use crate::{ActorId, CallError};
+use crate::{ActorId, CallError, CastPoint};
 
 /// The transport of this process, as the runtime sees it.
 pub(crate) trait Network: Send + Sync + 'static {
@@ -77,6 +77,8 @@ pub(crate) struct Envelope {
     pub(crate) reply: Option<ReplySink>,
     /// The return address of the actor that told it, for a tell.
     pub(crate) sender: Option<ReturnAddress>,
+    /// Where in a called mesh slice it was addressed.
+    pub(crate) cast: Option<CastPoint>,
 }
 
 /// A message that could not be sent, and why.

@@ -17,7 +17,7 @@ use crate::wire::cast::{plan_cast, CastAction, Target, Upward};
 use crate::wire::frame::{CastFrame, Header};
 use crate::wire::tree::CastNode;
 use crate::wire::{Payload, RemoteError};
-use crate::ActorId;
+use crate::{ActorId, Shape};
 
 type Action = CastAction<Arc<Link>, ReplySink>;
 
@@ -33,6 +33,7 @@ pub(crate) struct Member {
 /// What a forwarded cast carries to each child.
 struct Forwarded<'a> {
     origin: &'a str,
+    shape: &'a Arc<Shape>,
     endpoint: &'a str,
     reply: bool,
     payload: &'a Payload,
@@ -42,10 +43,12 @@ impl Router {
     /// Casts `endpoint` with `payload` to `members` (all in other processes)
     /// through a tree that enters each host once and sends at most `fanout`
     /// copies from any process to other hosts and `fanout` within its own.
-    /// With `sinks`, each rank's reply completes its sink.
+    /// With `sinks`, each rank's reply completes its sink. Members' ranks are
+    /// ranks in `shape`, the slice that was called.
     pub(crate) fn cast(
         self: &Arc<Self>,
         fanout: usize,
+        shape: &Arc<Shape>,
         endpoint: &str,
         payload: &Payload,
         members: Vec<Member>,
@@ -72,6 +75,7 @@ impl Router {
             children,
             Forwarded {
                 origin: self.addr(),
+                shape,
                 endpoint,
                 reply,
                 payload,
@@ -89,6 +93,7 @@ impl Router {
             reply,
             segments,
             node,
+            shape,
         } = frame;
         let payload = self.payload(from, body, &segments).and_then(|payload| {
             node.check()
@@ -119,6 +124,7 @@ impl Router {
             me.seq,
             Ordered::Cast {
                 members: me.members,
+                shape: Arc::clone(&shape),
                 endpoint: endpoint.clone(),
                 payload: payload.clone(),
                 up: reply.then(|| (Arc::clone(from), cast)),
@@ -137,6 +143,7 @@ impl Router {
             children,
             Forwarded {
                 origin: &origin,
+                shape: &shape,
                 endpoint: &endpoint,
                 reply,
                 payload: &payload,
@@ -204,6 +211,7 @@ impl Router {
                         reply: cast.reply,
                         segments,
                         node,
+                        shape: Arc::clone(cast.shape),
                     };
                     let body = Payload {
                         args: cast.payload.args.clone(),

@@ -15,7 +15,7 @@ use crate::runtime::remote::{fail, Audience, ReplySink};
 use crate::wire::frame::Header;
 use crate::wire::sequence::Sequencer;
 use crate::wire::{Payload, RemoteError};
-use crate::ActorId;
+use crate::{ActorId, CastPoint, Shape};
 
 /// The order of the messages from one origin process.
 pub(crate) type OrderSlot = Mutex<Sequencer<Ordered>>;
@@ -30,11 +30,14 @@ pub(crate) enum Ordered {
         payload: Payload,
         reply: Option<ReplySink>,
         sender: Option<ReturnAddress>,
+        cast: Option<CastPoint>,
     },
     /// This process's part of a cast; replies go up `up` as the cast numbered,
     /// read by `audience`.
     Cast {
         members: Vec<(u32, ActorId)>,
+        /// The called slice, whose ranks the members' are.
+        shape: Arc<Shape>,
         endpoint: String,
         payload: Payload,
         up: Option<(Arc<Link>, u64)>,
@@ -58,9 +61,11 @@ impl Ordered {
                 payload,
                 reply,
                 sender,
-            } => registry::deliver(&to, &endpoint, payload, reply, sender),
+                cast,
+            } => registry::deliver(&to, &endpoint, payload, reply, sender, cast),
             Ordered::Cast {
                 members,
+                shape,
                 endpoint,
                 payload,
                 up,
@@ -70,7 +75,8 @@ impl Ordered {
                     let sink = up
                         .as_ref()
                         .map(|(link, cast)| reply_up(Arc::clone(link), *cast, rank, &audience));
-                    registry::deliver(&actor, &endpoint, payload.clone(), sink, None);
+                    let point = CastPoint::new(rank as usize, Arc::clone(&shape));
+                    registry::deliver(&actor, &endpoint, payload.clone(), sink, None, Some(point));
                 }
             }
             Ordered::Stop { actor, link, ack } => {
@@ -116,9 +122,6 @@ pub(crate) fn reply_up(link: Arc<Link>, cast: u64, rank: u32, audience: &Audienc
 
 /// Sends a member's reply up `link`.
 pub(crate) fn send_reply_up(link: &Link, cast: u64, rank: u32, result: Result<Bytes, RemoteError>) {
-    let (result, body) = match result {
-        Ok(body) => (Ok(()), body),
-        Err(error) => (Err(error), Bytes::new()),
-    };
+    let (result, body) = link.reply_frame(result);
     link.send(Header::CastReply { cast, rank, result }, body);
 }

@@ -243,6 +243,7 @@ impl Inbound for Router {
                 sender,
                 segments,
                 seq,
+                cast,
             } => {
                 let sink = reply.map(|id| link.reply_sink(id));
                 let sender: Option<ReturnAddress> = sender.map(|tag| link.sender(tag));
@@ -254,6 +255,7 @@ impl Inbound for Router {
                             payload,
                             reply: sink,
                             sender,
+                            cast,
                         };
                         self.ordered(self.order_from(link), seq, item);
                     }

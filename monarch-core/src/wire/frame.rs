@@ -10,12 +10,14 @@
 //! before allocating and reports malformed input as a [`FrameError`], so a
 //! connection can be closed cleanly on garbage.
 
+use std::sync::Arc;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
 use super::codec::{RemoteError, Segment};
 use super::tree::CastNode;
-use crate::{ActorId, ProcId};
+use crate::{ActorId, CastPoint, ProcId, Shape};
 
 /// The fixed prefix before every header: total length and header length.
 pub(crate) const PREFIX: usize = 8;
@@ -37,6 +39,8 @@ pub(crate) enum Header {
         sender: Option<u64>,
         segments: Vec<Segment>,
         seq: u64,
+        /// Where in a called mesh slice it was addressed.
+        cast: Option<CastPoint>,
     },
     /// A message told by the actor at return address `sender` could not be
     /// delivered, for `reason`.
@@ -118,6 +122,9 @@ pub(crate) struct CastFrame {
     pub(crate) reply: bool,
     pub(crate) segments: Vec<Segment>,
     pub(crate) node: CastNode,
+    /// The shape of the slice that was called; the ranks in `node` are
+    /// ranks in it.
+    pub(crate) shape: Arc<Shape>,
 }
 
 /// Malformed input: the connection it came from is closed.
@@ -255,6 +262,7 @@ mod tests {
             sender: None,
             segments: vec![],
             seq: 3,
+            cast: None,
         }
     }
 

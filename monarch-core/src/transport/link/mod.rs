@@ -11,31 +11,32 @@
 //! when the stream ends or errs, a frame is malformed, or the session finds the
 //! peer silent for too long.
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{ready, Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, Notify};
+
+mod outbound;
+mod writer;
 
 use super::error::CloseReason;
 use super::segments::Leased;
 use super::LinkSettings;
 use crate::runtime::actor::Undeliverable;
 use crate::runtime::mailbox::ReturnAddress;
-use crate::runtime::remote::{Audience, Envelope, Outbound, ReplySink, Undelivered};
+use crate::runtime::remote::{Audience, ReplySink};
 use crate::wire::codec::Segment;
 use crate::wire::frame::{encode_prefix, FrameDecoder, Header, PREFIX};
 use crate::wire::session::{Heartbeat, Session, Timeout};
 use crate::wire::{Payload, RemoteError};
-use crate::ActorId;
+use writer::{write_loop, SharedSocket, WritePart};
 
 /// What a link hands upwards.
 pub(crate) trait Inbound: Send + Sync + 'static {
@@ -352,11 +353,30 @@ impl Link {
 
     /// Sends a reply to request `id`.
     pub(crate) fn reply(&self, id: u64, result: Result<Bytes, RemoteError>) {
-        let (result, body) = match result {
-            Ok(body) => (Ok(()), body),
-            Err(e) => (Err(e), Bytes::new()),
-        };
+        let (result, body) = self.reply_frame(result);
         self.send(Header::Reply { id, result }, body);
+    }
+
+    /// A reply's result and body as a frame carries them: a reply too large
+    /// for a frame becomes an error saying so, and the link stays up.
+    pub(crate) fn reply_frame(
+        &self,
+        result: Result<Bytes, RemoteError>,
+    ) -> (Result<(), RemoteError>, Bytes) {
+        let limit = self.settings.max_frame.saturating_sub(HEADER_ALLOWANCE);
+        match result {
+            Ok(body) if body.len() + PREFIX > limit => {
+                let size = body.len() + PREFIX;
+                tracing::warn!(size, limit, "a reply over the frame limit was not sent");
+                let error = RemoteError::Codec(format!(
+                    "the reply is {size} bytes, over the frame limit of {limit} bytes \
+                     (Config::max_frame_bytes), so it was not sent"
+                ));
+                (Err(error), Bytes::new())
+            }
+            Ok(body) => (Ok(()), body),
+            Err(error) => (Err(error), Bytes::new()),
+        }
     }
 
     /// A sink that sends its reply over this link as the answer to `id`.
@@ -393,6 +413,15 @@ impl Link {
             inline.push(segment);
         }
         (described, inline)
+    }
+
+    /// Gives up the shared segments of a frame that is not sent after all.
+    fn release_segments(&self, segments: &[Segment]) {
+        for segment in segments {
+            if let Segment::Shared { lease, .. } = segment {
+                self.segment_released(*lease);
+            }
+        }
     }
 
     /// The peer is done with the shared segment of `lease`.
@@ -568,478 +597,9 @@ impl Link {
     }
 }
 
-impl Outbound for Link {
-    fn peer(&self) -> &str {
-        &self.peer
-    }
-
-    fn local_addr(&self) -> &str {
-        &self.local
-    }
-
-    fn send(&self, envelope: Envelope) -> Result<(), Undelivered> {
-        let Envelope {
-            to,
-            endpoint,
-            payload,
-            reply,
-            sender,
-        } = envelope;
-        let size = payload.len() + PREFIX;
-        let limit = self.settings.max_frame.saturating_sub(HEADER_ALLOWANCE);
-        if size > limit {
-            return Err(Undelivered {
-                error: RemoteError::TooLarge {
-                    size: size as u64,
-                    limit: limit as u64,
-                },
-                reply,
-            });
-        }
-        if self.is_closed() {
-            return Err(Undelivered {
-                error: RemoteError::Unreachable(self.close_reason()),
-                reply,
-            });
-        }
-        let (segments, inline) = self.prepare_segments(payload.segments);
-        let payload = Payload {
-            args: payload.args,
-            segments: inline,
-        };
-        let sender = sender.map(ReturnAddress::tag);
-        let seq = self.next_seq();
-        let message = |reply| Header::Message {
-            to,
-            endpoint,
-            reply,
-            sender,
-            segments,
-            seq,
-        };
-        match reply {
-            Some(sink) => {
-                self.request(|id| message(Some(id)), payload, sink);
-                Ok(())
-            }
-            None if Link::send(self, message(None), payload) => Ok(()),
-            None => Err(Undelivered {
-                error: RemoteError::Unreachable(self.close_reason()),
-                reply: None,
-            }),
-        }
-    }
-
-    fn stop(&self, actor: &ActorId, done: ReplySink) {
-        let actor = actor.clone();
-        let seq = self.next_seq();
-        self.request(|ack| Header::Stop { actor, ack, seq }, Bytes::new(), done);
-    }
-
-    fn port_value(&self, port: u64, value: Bytes) -> bool {
-        Link::send(self, Header::PortValue { port }, value)
-    }
-
-    fn port_dropped(&self, port: u64) {
-        Link::send(self, Header::PortDropped { port }, Bytes::new());
-    }
-
-    fn port_held(&self, port: u64, holder: &str) {
-        Link::send(
-            self,
-            Header::PortHold {
-                port,
-                holder: holder.to_string(),
-            },
-            Bytes::new(),
-        );
-    }
-
-    fn is_closed(&self) -> bool {
-        Link::is_closed(self)
-    }
-
-    fn closed(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(self.wait_closed())
-    }
-
-    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
-        self
-    }
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Writes queued frames, batching small ones.
-async fn write_loop<W: WritePart>(link: Arc<Link>, mut writer: W, mut queue: Queue) {
-    let mut batch = BytesMut::with_capacity(BATCH_LIMIT * 2);
-    while let Some(first) = queue.recv().await {
-        let mut written = 0;
-        let mut next = Some(first);
-        while let Some(item) = next.take() {
-            written += 1;
-            let parts = match &item {
-                Outgoing::Frame(header, body) => {
-                    encode_prefix(header, body.len(), &mut batch);
-                    std::iter::once(&body.args).chain(&body.segments).collect()
-                }
-                Outgoing::Rest(rest) => vec![rest],
-            };
-            for part in parts {
-                if part.len() >= BATCH_LIMIT {
-                    // Large parts go out as they are, never copied.
-                    if writer.write_all(&batch).await.is_err()
-                        || writer.write_part(part).await.is_err()
-                    {
-                        return;
-                    }
-                    batch.clear();
-                } else {
-                    batch.extend_from_slice(part);
-                }
-            }
-            if batch.len() < BATCH_LIMIT {
-                next = queue.try_recv().ok();
-            }
-        }
-        if !batch.is_empty() {
-            if writer.write_all(&batch).await.is_err() {
-                return;
-            }
-            batch.clear();
-        }
-        if writer.flush().await.is_err() {
-            return;
-        }
-        link.queued.fetch_sub(written, Ordering::AcqRel);
-    }
-    let _ = writer.shutdown().await;
-}
-
-/// A byte stream a link writes to. Large parts of a frame are handed over as
-/// `Bytes`, so a transport that can take them without copying (quinn) does.
-pub(crate) trait WritePart: AsyncWrite + Unpin {
-    /// Writes all of `part`.
-    fn write_part(&mut self, part: &Bytes) -> impl Future<Output = std::io::Result<()>> + Send;
-}
-
-impl WritePart for quinn::SendStream {
-    async fn write_part(&mut self, part: &Bytes) -> std::io::Result<()> {
-        self.write_chunk(part.clone())
-            .await
-            .map_err(std::io::Error::other)
-    }
-}
-
-impl WritePart for SharedSocket {
-    async fn write_part(&mut self, part: &Bytes) -> std::io::Result<()> {
-        self.write_all(part).await
-    }
-}
-
 #[cfg(test)]
-impl WritePart for tokio::io::WriteHalf<tokio::io::DuplexStream> {
-    async fn write_part(&mut self, part: &Bytes) -> std::io::Result<()> {
-        self.write_all(part).await
-    }
-}
-
-/// A same-host socket shared between the reader, the writer task and direct
-/// senders: every operation goes through its readiness and `try_` methods,
-/// which take `&self`.
-struct SharedSocket(Arc<UnixStream>);
-
-impl AsyncRead for SharedSocket {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        loop {
-            ready!(self.0.poll_read_ready(cx))?;
-            let unfilled = buf.initialize_unfilled();
-            let room = unfilled.len();
-            let mut got = 0;
-            // A read that leaves room in the buffer has drained the socket:
-            // its readiness is cleared now (by answering "would block"),
-            // sparing the read that would only learn so. Data that arrives
-            // after it sets readiness anew.
-            let read = self.0.try_io(Interest::READABLE, || {
-                got = std::io::Read::read(&mut &*socket2::SockRef::from(&*self.0), unfilled)?;
-                if got > 0 && got < room {
-                    Err(std::io::ErrorKind::WouldBlock.into())
-                } else {
-                    Ok(got)
-                }
-            });
-            match read {
-                Ok(n) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && got > 0 => {
-                    buf.advance(got);
-                    return Poll::Ready(Ok(()));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
-    }
-}
-
-impl AsyncWrite for SharedSocket {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        loop {
-            ready!(self.0.poll_write_ready(cx))?;
-            match self.0.try_write(buf) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                other => return Poll::Ready(other),
-            }
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(socket2::SockRef::from(&*self.0).shutdown(std::net::Shutdown::Write))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ProcId;
-
-    struct Recorder(mpsc::UnboundedSender<Result<Header, String>>);
-
-    impl Inbound for Recorder {
-        fn frame(&self, _: &Arc<Link>, header: Header, _: Bytes) {
-            let _ = self.0.send(Ok(header));
-        }
-        fn closed(&self, _: &Arc<Link>, reason: &CloseReason) {
-            let _ = self.0.send(Err(reason.to_string()));
-        }
-    }
-
-    fn quick() -> LinkSettings {
-        LinkSettings {
-            heartbeat_interval: Duration::from_millis(50),
-            heartbeat_timeout: Duration::from_millis(400),
-            max_frame: 1 << 20,
-            shared_memory: true,
-            shared_memory_from: 1 << 20,
-        }
-    }
-
-    fn new_link() -> (Arc<Link>, Queue) {
-        Link::new("peer".into(), "me".into(), quick())
-    }
-
-    fn pair() -> (
-        Arc<Link>,
-        mpsc::UnboundedReceiver<Result<Header, String>>,
-        tokio::io::DuplexStream,
-    ) {
-        let (ours, theirs) = tokio::io::duplex(1 << 16);
-        let (link, queue) = new_link();
-        let (tx, rx) = mpsc::unbounded_channel();
-        let inbound: Arc<dyn Inbound> = Arc::new(Recorder(tx));
-        let (r, w) = tokio::io::split(ours);
-        let running = Arc::clone(&link);
-        tokio::spawn(async move {
-            running
-                .run(r, w, FrameDecoder::new(1 << 20), queue, inbound)
-                .await
-        });
-        (link, rx, theirs)
-    }
-
-    #[tokio::test]
-    async fn garbage_closes_the_link_and_fails_pending_calls() {
-        let (link, mut events, mut peer) = pair();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        link.request(
-            |id| Header::Stop {
-                actor: ActorId::new(ProcId::new("j", "h", 0), "a", 0),
-                ack: id,
-                seq: 0,
-            },
-            Bytes::new(),
-            ReplySink::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        );
-        peer.write_all(&[5, 0, 0, 0, 9, 9, 9, 9, 9]).await.unwrap();
-        let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(event.unwrap_err().contains("malformed frame"));
-        let failed = tokio::time::timeout(Duration::from_secs(5), rx)
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(matches!(failed, Err(RemoteError::Unreachable(_))));
-        assert!(link.is_closed());
-    }
-
-    #[tokio::test]
-    async fn a_silent_peer_is_declared_lost() {
-        let (link, mut events, _peer) = pair();
-        let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(event.unwrap_err().contains("no heartbeat"));
-        assert!(link.close_reason().contains("no heartbeat"));
-    }
-
-    #[tokio::test]
-    async fn a_peer_that_says_goodbye_is_closed_for_its_reason() {
-        let (link, mut events, mut peer) = pair();
-        let mut frame = BytesMut::new();
-        encode_prefix(
-            &Header::Close {
-                reason: "a frame was too large".into(),
-            },
-            0,
-            &mut frame,
-        );
-        peer.write_all(&frame).await.unwrap();
-        let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            event.unwrap_err(),
-            "the peer closed the link: a frame was too large"
-        );
-        assert!(link.is_closed());
-    }
-
-    #[tokio::test]
-    async fn a_message_over_the_frame_limit_is_refused_before_sending() {
-        let (link, _queue) = new_link();
-        let undelivered = Outbound::send(
-            link.as_ref(),
-            Envelope {
-                to: ActorId::new(ProcId::new("j", "h", 0), "a", 0),
-                endpoint: "take".into(),
-                payload: Payload {
-                    args: Bytes::new(),
-                    segments: vec![Bytes::from(vec![0u8; 2 << 20])],
-                },
-                reply: None,
-                sender: None,
-            },
-        )
-        .expect_err("refused");
-        assert!(matches!(
-            undelivered.error,
-            RemoteError::TooLarge { size, .. } if size > 2 << 20
-        ));
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn direct_and_queued_writes_never_interleave() {
-        let (ours, theirs) = UnixStream::pair().unwrap();
-        let (link, queue) = Link::new(
-            "peer".into(),
-            "me".into(),
-            LinkSettings {
-                max_frame: 1 << 24,
-                ..quick()
-            },
-        );
-        let (tx, _events) = mpsc::unbounded_channel();
-        let inbound: Arc<dyn Inbound> = Arc::new(Recorder(tx));
-        let running = Arc::clone(&link);
-        tokio::spawn(async move {
-            running
-                .run_local(ours, FrameDecoder::new(1 << 24), queue, inbound)
-                .await
-        });
-        const SENDERS: u64 = 4;
-        const EACH: u64 = 3000;
-        let senders: Vec<_> = (0..SENDERS)
-            .map(|sender| {
-                let link = Arc::clone(&link);
-                tokio::spawn(async move {
-                    for seq in 0..EACH {
-                        // Mostly small frames (written directly when the queue
-                        // is empty), some too large for that.
-                        let size = if seq % 97 == 0 {
-                            40_000
-                        } else {
-                            (seq % 50) as usize
-                        };
-                        let body = Bytes::from(vec![sender as u8; size]);
-                        assert!(link.send(
-                            Header::PortValue {
-                                port: sender * EACH + seq
-                            },
-                            body
-                        ));
-                        if seq % 256 == 0 {
-                            tokio::task::yield_now().await;
-                        }
-                    }
-                })
-            })
-            .collect();
-        let mut decoder = FrameDecoder::new(1 << 24);
-        let mut next = vec![0u64; SENDERS as usize];
-        let mut reader = theirs;
-        let mut received = 0;
-        while received < SENDERS * EACH {
-            let read =
-                tokio::time::timeout(Duration::from_secs(10), reader.read_buf(decoder.buffer()));
-            assert!(read.await.unwrap().unwrap() > 0);
-            while let Some((header, body)) = decoder.next_frame().unwrap() {
-                let Header::PortValue { port } = header else {
-                    continue;
-                };
-                let (sender, seq) = (port / EACH, port % EACH);
-                assert_eq!(seq, next[sender as usize], "sender {sender} out of order");
-                assert!(body.iter().all(|b| *b == sender as u8), "corrupted body");
-                next[sender as usize] += 1;
-                received += 1;
-            }
-        }
-        for sender in senders {
-            sender.await.unwrap();
-        }
-    }
-
-    #[tokio::test]
-    async fn frames_and_pings_reach_the_peer_in_order() {
-        let (link, _events, peer) = pair();
-        for port in 0..100 {
-            assert!(link.send(Header::PortValue { port }, Bytes::from(vec![1; 10])));
-        }
-        let (mut r, _w) = tokio::io::split(peer);
-        let mut decoder = FrameDecoder::new(1 << 20);
-        let mut ports = Vec::new();
-        let mut pinged = false;
-        while ports.len() < 100 || !pinged {
-            r.read_buf(decoder.buffer()).await.unwrap();
-            while let Some((header, _)) = decoder.next_frame().unwrap() {
-                match header {
-                    Header::PortValue { port } => ports.push(port),
-                    Header::Ping => pinged = true,
-                    other => panic!("unexpected {other:?}"),
-                }
-            }
-        }
-        assert_eq!(ports, (0..100).collect::<Vec<_>>());
-    }
-}
+mod tests;

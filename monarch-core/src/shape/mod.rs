@@ -17,9 +17,12 @@
 //! ```
 
 use std::fmt;
-use std::ops::{Bound, RangeBounds};
 
 use serde::{Deserialize, Serialize};
+
+mod select;
+
+pub use select::{Selected, SliceArg, Step};
 
 /// Named dimensions over a row-major layout of ranks: a view of base ranks,
 /// sliced by dimension name. See [`Shape::slice`].
@@ -78,6 +81,25 @@ pub enum ShapeError {
         got: usize,
         /// The points of the shape.
         expected: usize,
+    },
+    /// A dimension split into sizes whose product is not its size.
+    #[error(
+        "dimension `{name}` of size {size} cannot be split into sizes whose product is {product}"
+    )]
+    BadSplit {
+        /// The dimension.
+        name: String,
+        /// Its size.
+        size: usize,
+        /// The product of the sizes asked for.
+        product: usize,
+    },
+    /// The view's ranks are not evenly spaced in its base, so its dimensions
+    /// cannot be merged into one; [`Shape::compact`] first.
+    #[error("the ranks of {shape} are not evenly spaced in its base, so its dimensions cannot be flattened in place")]
+    NotContiguous {
+        /// The shape.
+        shape: String,
     },
     /// A point does not have one coordinate per dimension, or one is too large.
     #[error("point {point:?} does not fit {shape}")]
@@ -160,14 +182,7 @@ impl Shape {
     /// assert_eq!(even.base_ranks().take(4).collect::<Vec<_>>(), [0, 2, 4, 6]);
     /// ```
     pub fn slice(&self, dim: &str, at: impl SliceArg) -> Result<Shape, ShapeError> {
-        let position = self
-            .dims
-            .iter()
-            .position(|d| d.name == dim)
-            .ok_or_else(|| ShapeError::NoSuchDim {
-                name: dim.to_string(),
-                shape: self.to_string(),
-            })?;
+        let position = self.position(dim)?;
         let d = &self.dims[position];
         let selected = at.resolve(d.size).ok_or_else(|| ShapeError::OutOfRange {
             name: d.name.clone(),
@@ -182,6 +197,135 @@ impl Shape {
         } else {
             out.dims.remove(position);
         }
+        Ok(out)
+    }
+
+    /// The same dimensions over base ranks `0..len()`, dropping the view's
+    /// place in its base: the shape of a list that holds just this view's
+    /// points, in rank order (as a [`crate::ValueMesh`] does).
+    ///
+    /// ```
+    /// use monarch_core::shape;
+    ///
+    /// let view = shape! { hosts = 2, gpus = 4 }.slice("gpus", 2..).unwrap();
+    /// assert_eq!(view.compact().base_ranks().collect::<Vec<_>>(), [0, 1, 2, 3]);
+    /// assert_eq!(view.compact(), shape! { hosts = 2, gpus = 2 });
+    /// ```
+    pub fn compact(&self) -> Shape {
+        let mut stride = 1;
+        let mut dims = self.dims.clone();
+        for d in dims.iter_mut().rev() {
+            d.stride = stride;
+            stride *= d.size;
+        }
+        Shape { dims, offset: 0 }
+    }
+
+    /// The view with dimension `from` called `to`.
+    ///
+    /// ```
+    /// use monarch_core::shape;
+    ///
+    /// let s = shape! { hosts = 2, gpus = 4 }.rename("gpus", "workers").unwrap();
+    /// assert_eq!(s.to_string(), "{hosts=2, workers=4}");
+    /// ```
+    pub fn rename(&self, from: &str, to: &str) -> Result<Shape, ShapeError> {
+        let position = self.position(from)?;
+        if from != to && self.dims.iter().any(|d| d.name == to) {
+            return Err(ShapeError::DuplicateDim(to.to_string()));
+        }
+        let mut out = self.clone();
+        out.dims[position].name = to.to_string();
+        Ok(out)
+    }
+
+    /// The view with every dimension merged into one named `name`, of the
+    /// same ranks in the same order. Fails for a view whose ranks are not
+    /// evenly spaced in its base (a slice of an inner dimension, say); the
+    /// [`compact`](Shape::compact) form of any view flattens.
+    ///
+    /// ```
+    /// use monarch_core::shape;
+    ///
+    /// let s = shape! { hosts = 2, gpus = 4 };
+    /// let flat = s.flatten("ranks").unwrap();
+    /// assert_eq!(flat.to_string(), "{ranks=8}");
+    /// assert!(s.slice("gpus", 0..2).unwrap().flatten("ranks").is_err());
+    /// assert!(s.slice("hosts", 1).unwrap().flatten("ranks").is_ok());
+    /// ```
+    pub fn flatten(&self, name: &str) -> Result<Shape, ShapeError> {
+        let contiguous = self
+            .dims
+            .windows(2)
+            .all(|pair| pair[0].stride == pair[1].stride * pair[1].size);
+        if !contiguous {
+            return Err(ShapeError::NotContiguous {
+                shape: self.to_string(),
+            });
+        }
+        let stride = self.dims.last().map_or(1, |d| d.stride);
+        Ok(Shape {
+            dims: vec![Dim {
+                name: name.to_string(),
+                size: self.len(),
+                stride,
+            }],
+            offset: self.offset,
+        })
+    }
+
+    /// The view with dimension `dim` split into `into` (outermost first),
+    /// whose sizes multiply to its size; the ranks and their order stay.
+    ///
+    /// ```
+    /// use monarch_core::shape;
+    ///
+    /// let s = shape! { ranks = 8 }.split("ranks", &[("hosts", 2), ("gpus", 4)]).unwrap();
+    /// assert_eq!(s, shape! { hosts = 2, gpus = 4 });
+    /// assert_eq!(s.point(5).unwrap().to_string(), "{hosts=1, gpus=1}");
+    /// ```
+    pub fn split<S: AsRef<str>>(
+        &self,
+        dim: &str,
+        into: &[(S, usize)],
+    ) -> Result<Shape, ShapeError> {
+        let position = self.position(dim)?;
+        let old = &self.dims[position];
+        let product: usize = into.iter().map(|(_, size)| size).product();
+        if product != old.size {
+            return Err(ShapeError::BadSplit {
+                name: old.name.clone(),
+                size: old.size,
+                product,
+            });
+        }
+        let mut parts: Vec<Dim> = Vec::with_capacity(into.len());
+        let mut stride = old.stride;
+        for (name, size) in into.iter().rev() {
+            let name = name.as_ref().to_string();
+            if *size == 0 {
+                return Err(ShapeError::EmptyDim(name));
+            }
+            let taken = |n: &str| n == name;
+            let clashes = parts.iter().any(|d| taken(&d.name))
+                || self
+                    .dims
+                    .iter()
+                    .enumerate()
+                    .any(|(i, d)| i != position && taken(&d.name));
+            if clashes {
+                return Err(ShapeError::DuplicateDim(name));
+            }
+            parts.push(Dim {
+                name,
+                size: *size,
+                stride,
+            });
+            stride *= size;
+        }
+        parts.reverse();
+        let mut out = self.clone();
+        out.dims.splice(position..=position, parts);
         Ok(out)
     }
 
@@ -240,6 +384,16 @@ impl Shape {
         (0..self.len()).map(|rank| self.base_rank(rank).expect("rank below len"))
     }
 
+    fn position(&self, dim: &str) -> Result<usize, ShapeError> {
+        self.dims
+            .iter()
+            .position(|d| d.name == dim)
+            .ok_or_else(|| ShapeError::NoSuchDim {
+                name: dim.to_string(),
+                shape: self.to_string(),
+            })
+    }
+
     fn make_point(&self, coords: Vec<usize>) -> Point {
         Point {
             names: self.dims.iter().map(|d| d.name.clone()).collect(),
@@ -296,102 +450,6 @@ impl fmt::Display for Point {
     }
 }
 
-/// What [`Shape::slice`] takes: an index (drops the dimension), a range of
-/// `usize` (keeps it), or a [`Step`] through a range.
-pub trait SliceArg {
-    /// What the argument selects within a dimension of `size`, or `None` if
-    /// it is out of range or empty.
-    fn resolve(&self, size: usize) -> Option<Selected>;
-    /// The argument, for error messages.
-    fn describe(&self) -> String;
-}
-
-/// The coordinates a [`SliceArg`] selects within one dimension: `len` of
-/// them, from `start`, `step` apart.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Selected {
-    /// The first coordinate.
-    pub start: usize,
-    /// How many.
-    pub len: usize,
-    /// The distance between neighbours (1 for a range).
-    pub step: usize,
-    /// Whether the dimension stays (a range) or goes (an index).
-    pub keep: bool,
-}
-
-/// Every `self.1`-th coordinate of the range `self.0`, as Python's
-/// `slice(start, stop, step)`: `Step(0..8, 2)` selects 0, 2, 4 and 6.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Step<R>(pub R, pub usize);
-
-impl SliceArg for usize {
-    fn resolve(&self, size: usize) -> Option<Selected> {
-        (*self < size).then_some(Selected {
-            start: *self,
-            len: 1,
-            step: 1,
-            keep: false,
-        })
-    }
-
-    fn describe(&self) -> String {
-        format!("index {self}")
-    }
-}
-
-macro_rules! range_slice_arg {
-    ($($ty:ty),*) => {$(
-        impl SliceArg for $ty {
-            fn resolve(&self, size: usize) -> Option<Selected> {
-                range_within(self, size, 1)
-            }
-
-            fn describe(&self) -> String {
-                format!("range {self:?}")
-            }
-        }
-
-        impl SliceArg for Step<$ty> {
-            fn resolve(&self, size: usize) -> Option<Selected> {
-                range_within(&self.0, size, self.1)
-            }
-
-            fn describe(&self) -> String {
-                format!("range {:?} in steps of {}", self.0, self.1)
-            }
-        }
-    )*};
-}
-
-range_slice_arg!(
-    std::ops::Range<usize>,
-    std::ops::RangeInclusive<usize>,
-    std::ops::RangeFrom<usize>,
-    std::ops::RangeTo<usize>,
-    std::ops::RangeToInclusive<usize>,
-    std::ops::RangeFull
-);
-
-fn range_within(range: &impl RangeBounds<usize>, size: usize, step: usize) -> Option<Selected> {
-    let start = match range.start_bound() {
-        Bound::Included(s) => *s,
-        Bound::Excluded(s) => s.checked_add(1)?,
-        Bound::Unbounded => 0,
-    };
-    let end = match range.end_bound() {
-        Bound::Included(e) => e.checked_add(1)?,
-        Bound::Excluded(e) => *e,
-        Bound::Unbounded => size,
-    };
-    (start < end && end <= size && step > 0).then(|| Selected {
-        start,
-        len: (end - start).div_ceil(step),
-        step,
-        keep: true,
-    })
-}
-
 /// Builds a [`Shape`] from `name = size` pairs, outermost first.
 ///
 /// Panics on a repeated name or a size of zero; use [`Shape::new`] to get an
@@ -409,6 +467,38 @@ macro_rules! shape {
             ::core::result::Result::Err(error) => panic!("invalid shape: {error}"),
         }
     };
+}
+
+/// Where a message sent through a mesh was addressed: the receiving actor's
+/// rank in the slice that was called (which may be a part of its mesh), and
+/// that slice's shape.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CastPoint {
+    rank: usize,
+    shape: std::sync::Arc<Shape>,
+}
+
+impl CastPoint {
+    pub(crate) fn new(rank: usize, shape: std::sync::Arc<Shape>) -> Self {
+        CastPoint { rank, shape }
+    }
+
+    /// The actor's rank in the slice that was called.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// The shape of the slice that was called.
+    pub fn shape(&self) -> &Shape {
+        &self.shape
+    }
+
+    /// The actor's point in the slice that was called.
+    pub fn point(&self) -> Point {
+        self.shape
+            .point(self.rank)
+            .expect("a cast's rank is in its slice's shape")
+    }
 }
 
 #[cfg(test)]
@@ -519,6 +609,72 @@ mod tests {
                 prop_assert_eq!(q.coords()[0] + 1, p.coords()[0]);
             }
         }
+    }
+
+    proptest! {
+        #[test]
+        fn compact_flatten_and_split_keep_ranks_in_order(
+            sizes in proptest::collection::vec(1usize..5, 2..4),
+            a in 0usize..5,
+        ) {
+            let base = named(&sizes);
+            let view = base.slice("d1", (a % sizes[1])..).unwrap();
+            let compact = view.compact();
+            prop_assert_eq!(compact.base_ranks().collect::<Vec<_>>(), (0..view.len()).collect::<Vec<_>>());
+            prop_assert_eq!(compact.points().collect::<Vec<_>>(), view.points().collect::<Vec<_>>());
+            let flat = compact.flatten("all").unwrap();
+            prop_assert_eq!(flat.base_ranks().collect::<Vec<_>>(), compact.base_ranks().collect::<Vec<_>>());
+            // A contiguous view flattens in place, to the same base ranks.
+            let outer = base.slice("d0", (a % sizes[0])..).unwrap();
+            let flat = outer.flatten("all").unwrap();
+            prop_assert_eq!(flat.base_ranks().collect::<Vec<_>>(), outer.base_ranks().collect::<Vec<_>>());
+            // Splitting the flat dimension back gives the view's ranks and points.
+            let dims: Vec<(String, usize)> = outer.dim_names().map(str::to_string).zip(outer.sizes()).collect();
+            let back = flat.split("all", &dims).unwrap();
+            prop_assert_eq!(back.base_ranks().collect::<Vec<_>>(), outer.base_ranks().collect::<Vec<_>>());
+            prop_assert_eq!(back.points().collect::<Vec<_>>(), outer.points().collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn rename_and_split_refuse_clashing_or_wrong_sizes() {
+        let s = shape! { hosts = 2, gpus = 4 };
+        assert_eq!(
+            s.rename("gpus", "hosts").unwrap_err(),
+            ShapeError::DuplicateDim("hosts".into())
+        );
+        assert!(matches!(
+            s.rename("cpus", "x"),
+            Err(ShapeError::NoSuchDim { .. })
+        ));
+        assert_eq!(s.rename("gpus", "gpus").unwrap(), s);
+        assert_eq!(
+            s.split("gpus", &[("a", 3), ("b", 2)])
+                .unwrap_err()
+                .to_string(),
+            "dimension `gpus` of size 4 cannot be split into sizes whose product is 6"
+        );
+        assert_eq!(
+            s.split("gpus", &[("hosts", 2), ("b", 2)]).unwrap_err(),
+            ShapeError::DuplicateDim("hosts".into())
+        );
+        // A dimension may be split into one of its own name.
+        let split = s.split("gpus", &[("gpus", 2), ("lanes", 2)]).unwrap();
+        assert_eq!(split.to_string(), "{hosts=2, gpus=2, lanes=2}");
+        // Splitting a slice keeps its base ranks.
+        let view = s.slice("gpus", Step(0..4, 2)).unwrap();
+        let split = view.split("hosts", &[("h", 2), ("one", 1)]).unwrap();
+        assert_eq!(
+            split.base_ranks().collect::<Vec<_>>(),
+            view.base_ranks().collect::<Vec<_>>()
+        );
+        // Every other gpu is evenly spaced, so it flattens; half the gpus is not.
+        let flat = view.flatten("x").unwrap();
+        assert_eq!(flat.base_ranks().collect::<Vec<_>>(), [0, 2, 4, 6]);
+        assert!(matches!(
+            s.slice("gpus", 0..2).unwrap().flatten("x"),
+            Err(ShapeError::NotContiguous { .. })
+        ));
     }
 
     #[test]
