@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use monarch::prelude::*;
-use monarch::{CallError, Proc};
+use monarch::{CallError, OwnerId, Proc};
 use proptest::prelude::*;
 use tokio::sync::oneshot;
 
@@ -279,4 +279,159 @@ async fn refs_and_ports_survive_serialisation_in_process() {
         stale.push(0, 0).send(),
         Err(SendError::Undeliverable { .. })
     ));
+}
+
+/// Runs work beside itself with `Context::spawn_task`, and says where it stands.
+struct Planner {
+    handled: u32,
+    gate: Gate,
+}
+
+type Gate = std::sync::Arc<tokio::sync::Notify>;
+
+#[actor]
+impl Planner {
+    #[init]
+    async fn new(gate: Gate) -> Self {
+        Planner { handled: 0, gate }
+    }
+
+    /// Answers through `reply` once the gate is released, from a task of its
+    /// own: the actor handles other messages meanwhile.
+    #[endpoint]
+    async fn plan(&mut self, ctx: &Context<Self>, reply: ReplyPort<String>) {
+        let gate = std::sync::Arc::clone(&self.gate);
+        ctx.spawn_task(async move {
+            gate.notified().await;
+            reply.send("planned".to_string());
+        });
+    }
+
+    /// Starts a task that never ends; `witness` closes when it is dropped.
+    #[endpoint]
+    async fn linger(&mut self, ctx: &Context<Self>, witness: Port<()>) {
+        ctx.spawn_task(async move {
+            let _witness = witness;
+            std::future::pending::<()>().await;
+        });
+    }
+
+    #[endpoint]
+    async fn handled(&mut self) -> u32 {
+        self.handled += 1;
+        self.handled
+    }
+
+    /// Its rank, point, shape, owner and (through a mesh) where it was addressed.
+    #[endpoint]
+    async fn placement(
+        &self,
+        ctx: &Context<Self>,
+    ) -> (usize, String, String, OwnerId, Option<(usize, String)>) {
+        let cast = ctx
+            .cast_point()
+            .map(|p| (p.rank(), format!("{} in {}", p.point(), p.shape())));
+        (
+            ctx.rank(),
+            ctx.point().to_string(),
+            ctx.shape().to_string(),
+            ctx.owner().clone(),
+            cast,
+        )
+    }
+
+    /// Spawns a child of its own and asks where the child stands.
+    #[endpoint]
+    async fn child_placement(&self, ctx: &Context<Self>) -> Result<OwnerId, ActorError> {
+        let child = ctx.spawn::<Planner>("child", Gate::default()).await?;
+        let (_, _, _, owner, _) = child.placement().call().await?;
+        Ok(owner)
+    }
+}
+
+#[tokio::test]
+async fn tasks_answer_later_and_are_cancelled_with_their_actor() {
+    let proc = test_proc();
+    let gate = Gate::default();
+    let planner = proc
+        .spawn::<Planner>("planner", std::sync::Arc::clone(&gate))
+        .await
+        .unwrap();
+    let planned = tokio::spawn({
+        let planner = planner.clone();
+        async move { planner.plan().call().await }
+    });
+    // The actor is free while its task waits.
+    assert_eq!(bounded(planner.handled().call()).await.unwrap(), 1);
+    assert_eq!(bounded(planner.handled().call()).await.unwrap(), 2);
+    gate.notify_one();
+    assert_eq!(bounded(planned).await.unwrap().unwrap(), "planned");
+
+    let (witness, mut watching) = open_port::<()>();
+    bounded(planner.linger(witness).call()).await.unwrap();
+    bounded(planner.stop()).await.expect("the owner stops it");
+    assert_eq!(
+        bounded(watching.recv()).await,
+        None,
+        "the lingering task was cancelled before the stop returned"
+    );
+}
+
+#[tokio::test]
+async fn context_tells_place_owner_and_cast_point() {
+    let proc = test_proc();
+    let planner = proc
+        .spawn::<Planner>("planner", Gate::default())
+        .await
+        .unwrap();
+    let (rank, point, shape, owner, cast) = bounded(planner.placement().call()).await.unwrap();
+    assert_eq!((rank, point.as_str(), shape.as_str()), (0, "{}", "{}"));
+    assert_eq!(owner, OwnerId::Proc(proc.proc_id().clone()));
+    assert_eq!(cast, None, "a direct message came through no mesh");
+    assert_eq!(
+        bounded(planner.child_placement().call()).await.unwrap(),
+        OwnerId::Actor(planner.actor_id().clone())
+    );
+
+    // Through a mesh, each member learns its rank and point in the slice called.
+    let mut members = Vec::new();
+    for i in 0..4 {
+        let name = format!("m{i}");
+        members.push(proc.spawn::<Planner>(&name, Gate::default()).await.unwrap());
+    }
+    let mesh = ActorMesh::new(shape! { hosts = 2, gpus = 2 }, members).unwrap();
+    let column = mesh.slice("gpus", 1).unwrap();
+    let seen = bounded(column.placement().call()).await.unwrap();
+    let casts: Vec<_> = seen.values().iter().map(|p| p.4.clone()).collect();
+    assert_eq!(
+        casts,
+        [
+            Some((0, "{hosts=0} in {hosts=2}".to_string())),
+            Some((1, "{hosts=1} in {hosts=2}".to_string()))
+        ]
+    );
+    let total = bounded(mesh.handled().reduce(0, |sum, n| sum + n))
+        .await
+        .unwrap();
+    assert_eq!(total, 4, "reduce folds every member's reply");
+}
+
+#[tokio::test]
+async fn only_the_owner_stops_an_actor() {
+    let proc = test_proc();
+    let log = proc.spawn::<Log>("log", ()).await.unwrap();
+    let json = serde_json::to_string(&log).unwrap();
+    let received: ActorRef<Log> = serde_json::from_str(&json).unwrap();
+    assert!(matches!(
+        bounded(received.stop()).await,
+        Err(monarch::StopError::NotOwner { .. })
+    ));
+    assert!(
+        !log.is_stopped(),
+        "a reference that came in a message stops nothing"
+    );
+    bounded(log.clone().stop())
+        .await
+        .expect("a clone of the owner's may");
+    assert!(log.is_stopped());
 }

@@ -326,3 +326,144 @@ async fn a_failing_supervision_handler_fails_its_actor() {
     );
     assert_eq!(event.caused_by.as_ref().unwrap().actor, *worker.actor_id());
 }
+
+/// An error with a cause, as a user's error type wrapping a library's.
+#[derive(Debug, thiserror::Error)]
+#[error("loading the checkpoint failed")]
+struct LoadFailed(#[source] std::io::Error);
+
+/// Owns a worker and logs, in order, the messages it handles and the
+/// supervision events it hears; `hold` keeps it busy until released.
+struct Foreman {
+    worker: ActorRef<Worker>,
+    gate: std::sync::Arc<tokio::sync::Notify>,
+    log: Vec<String>,
+}
+
+#[actor]
+impl Foreman {
+    #[init]
+    async fn new(
+        gate: std::sync::Arc<tokio::sync::Notify>,
+        ctx: &Context<Self>,
+    ) -> Result<Self, ActorError> {
+        let worker = ctx.spawn::<Worker>("worker", ()).await?;
+        Ok(Foreman {
+            worker,
+            gate,
+            log: Vec::new(),
+        })
+    }
+
+    #[endpoint]
+    async fn worker(&self) -> ActorRef<Worker> {
+        self.worker.clone()
+    }
+
+    /// Waits for the gate: messages queue up meanwhile.
+    #[endpoint]
+    async fn hold(&self) {
+        self.gate.notified().await;
+    }
+
+    #[endpoint]
+    async fn note(&mut self, n: u32) {
+        self.log.push(format!("note {n}"));
+    }
+
+    #[endpoint]
+    async fn log(&self) -> Vec<String> {
+        self.log.clone()
+    }
+
+    #[endpoint]
+    async fn load(&self) -> Result<(), LoadFailed> {
+        Err(LoadFailed(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "step-100.ckpt is missing",
+        )))
+    }
+
+    #[on_supervision]
+    async fn supervise(&mut self, _ctx: &Context<Self>, event: &SupervisionEvent) -> bool {
+        self.log.push(format!("supervision {}", event.actor.name()));
+        true
+    }
+}
+
+#[tokio::test]
+async fn supervision_overtakes_queued_messages() {
+    let (proc, mut faults) = recording_proc();
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    let foreman = proc
+        .spawn::<Foreman>("foreman", std::sync::Arc::clone(&gate))
+        .await
+        .unwrap();
+    let worker = bounded(foreman.worker().call()).await.unwrap();
+    foreman.hold().send().unwrap();
+    for n in 0..200 {
+        foreman.note(n).send().unwrap();
+    }
+    worker.boom().send().unwrap();
+    // Once the worker's stop can be awaited, its owner has been told.
+    bounded(worker.wait_stopped()).await;
+    gate.notify_one();
+    let log = bounded(foreman.log().call()).await.unwrap();
+    assert_eq!(log.len(), 201, "{log:?}");
+    assert_eq!(log[0], "supervision worker", "control before data: {log:?}");
+    assert_eq!(log[1], "note 0");
+    assert_eq!(log[200], "note 199");
+    assert!(faults.try_recv().is_err(), "the foreman handled it");
+}
+
+#[tokio::test]
+async fn endpoint_errors_keep_their_causes() {
+    let (proc, _faults) = recording_proc();
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    let foreman = proc.spawn::<Foreman>("foreman", gate).await.unwrap();
+    let error = bounded(foreman.load().call()).await.unwrap_err();
+    let CallError::Endpoint { error: report, .. } = &error else {
+        panic!("expected an endpoint error, got {error:?}");
+    };
+    assert_eq!(
+        report.chain().collect::<Vec<_>>(),
+        ["loading the checkpoint failed", "step-100.ckpt is missing"]
+    );
+    let source = std::error::Error::source(&error).expect("the call error has a source");
+    assert_eq!(source.to_string(), "step-100.ckpt is missing");
+}
+
+#[tokio::test]
+async fn later_calls_say_why_the_actor_stopped() {
+    let (proc, mut faults) = recording_proc();
+    let worker = proc.spawn::<Worker>("worker", ()).await.unwrap();
+    worker.boom().send().unwrap();
+    bounded(faults.recv()).await.unwrap();
+    let error = bounded(worker.calls().call()).await.unwrap_err();
+    let CallError::Undeliverable { reason, .. } = &error else {
+        panic!("expected undeliverable, got {error:?}");
+    };
+    assert!(
+        reason.contains("`boom`") && reason.contains("boom after 0 calls"),
+        "names the endpoint and the panic: {reason}"
+    );
+    let send = worker.check(1).send().unwrap_err();
+    assert!(send.to_string().contains("boom after 0 calls"), "{send}");
+
+    // An owner whose supervision handler fails says so, and what it was handling.
+    let (seen, _seen_rx) = open_port();
+    let params = LevelParams {
+        depth: 1,
+        policy: Policy::HandlerFails,
+        seen,
+    };
+    let owner = proc.spawn::<Level>("owner", params).await.unwrap();
+    let bottom = bounded(owner.bottom().call()).await.unwrap();
+    bottom.boom().send().unwrap();
+    bounded(faults.recv()).await.unwrap();
+    let error = bounded(owner.bottom().call()).await.unwrap_err();
+    assert!(
+        error.to_string().contains("cannot recover") && error.to_string().contains("worker"),
+        "{error}"
+    );
+}

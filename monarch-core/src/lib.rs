@@ -87,9 +87,9 @@ pub use bytes::Bytes;
 /// The names most programs need: `use monarch_core::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        get_or_spawn_controller, open_port, shape, this_host, this_proc, Actor, ActorError,
-        ActorMesh, ActorRef, CallError, Context, MeshError, Port, PortReceiver, Proc, ProcMesh,
-        ReplyPort, SendError, Shape, StopReason, SupervisionEvent, ValueMesh,
+        get_or_spawn_controller, open_port, respawn_controller, shape, this_host, this_proc, Actor,
+        ActorError, ActorMesh, ActorRef, CallError, Context, MeshError, Port, PortReceiver, Proc,
+        ProcMesh, ReplyPort, SendError, Shape, StopReason, SupervisionEvent, ValueMesh,
     };
 }
 

@@ -101,6 +101,65 @@ impl Counter {
         (data.len(), data.iter().fold(0u8, |a, b| a.wrapping_add(*b)))
     }
 
+    /// Ends this process with a segmentation fault.
+    #[endpoint]
+    async fn segfault(&self) {
+        // SAFETY: raise(3) takes a plain integer. Rust's own SIGSEGV handler
+        // (for stack overflows) lets a signal that is no guard-page fault
+        // pass by restoring the default action and returning, so the second
+        // one ends the process as a segfault does.
+        unsafe {
+            libc::raise(libc::SIGSEGV);
+            libc::raise(libc::SIGSEGV);
+        }
+    }
+
+    /// Ends this process with exit status `code`.
+    #[endpoint]
+    async fn exit_now(&self, code: i32) {
+        std::process::exit(code);
+    }
+
+    /// Where this actor stands: rank, point and shape of its mesh, its
+    /// owner, and (through a mesh) its rank and point in the slice called.
+    #[endpoint]
+    async fn placement(&self, ctx: &Context<Self>) -> Placement {
+        Placement {
+            rank: ctx.rank(),
+            point: ctx.point().to_string(),
+            shape: ctx.shape().to_string(),
+            owner: ctx.owner().to_string(),
+            cast: ctx
+                .cast_point()
+                .map(|p| (p.rank(), format!("{} in {}", p.point(), p.shape()))),
+        }
+    }
+
+    /// A reply of `n` characters.
+    #[endpoint]
+    async fn text_of(&self, n: usize) -> String {
+        "x".repeat(n)
+    }
+
+    /// Fails with an error that has a cause.
+    #[endpoint]
+    async fn load(&self) -> Result<(), LoadFailed> {
+        Err(LoadFailed(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "step-100.ckpt is missing",
+        )))
+    }
+
+    /// Takes an argument that cannot be written out.
+    #[endpoint]
+    async fn take(&self, _value: Unwritable) {}
+
+    /// Replies with a value that cannot be written out.
+    #[endpoint]
+    async fn give(&self) -> Unwritable {
+        Unwritable
+    }
+
     /// Streams `0..n` to `port`.
     #[endpoint]
     async fn count_to(&self, n: u64, port: Port<u64>) {
@@ -108,6 +167,105 @@ impl Counter {
             let _ = port.send(i);
         }
     }
+}
+
+/// Where an actor stands, as [`Counter::placement`] reports it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Placement {
+    pub(crate) rank: usize,
+    pub(crate) point: String,
+    pub(crate) shape: String,
+    pub(crate) owner: String,
+    pub(crate) cast: Option<(usize, String)>,
+}
+
+/// An error with a cause, as a user's error type wrapping a library's.
+#[derive(Debug, thiserror::Error)]
+#[error("loading the checkpoint failed")]
+pub(crate) struct LoadFailed(#[source] std::io::Error);
+
+/// A value whose serialisation always fails, as a type with a broken
+/// `Serialize` would.
+#[derive(Debug)]
+pub(crate) struct Unwritable;
+
+impl serde::Serialize for Unwritable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(
+            "Unwritable refuses to be written",
+        ))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Unwritable {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        <()>::deserialize(deserializer).map(|()| Unwritable)
+    }
+}
+
+/// Says `ready <rank>` on the port it was spawned with, tells whatever it is
+/// asked to, and reports on the same port what comes back undelivered.
+pub(crate) struct Bouncer {
+    said: Port<String>,
+}
+
+#[actor]
+impl Bouncer {
+    #[init]
+    async fn new(said: Port<String>, ctx: &Context<Self>) -> Result<Self, ActorError> {
+        said.send(format!("ready {}", ctx.rank()))?;
+        Ok(Bouncer { said })
+    }
+
+    #[endpoint]
+    async fn tell(&self, target: ActorRef<Counter>) -> bool {
+        target.incr(1).send().is_ok()
+    }
+
+    #[on_undeliverable]
+    async fn bounced(
+        &mut self,
+        _ctx: &Context<Self>,
+        message: &monarch::Undeliverable,
+    ) -> Result<(), ActorError> {
+        let sender = message
+            .sender
+            .as_ref()
+            .map_or("nobody".to_string(), ToString::to_string);
+        self.said.send(format!(
+            "bounced from {sender} to {} ({}): {}",
+            message.to, message.endpoint, message.reason
+        ))?;
+        Ok(())
+    }
+}
+
+/// An actor whose `init` never returns.
+pub(crate) struct Stuck;
+
+#[actor]
+impl Stuck {
+    #[init]
+    async fn new(_: ()) -> Self {
+        std::future::pending().await
+    }
+
+    #[endpoint]
+    async fn ping(&self) {}
+}
+
+/// An actor whose `init` fails on every rank, saying which.
+pub(crate) struct NoGpu;
+
+#[actor]
+impl NoGpu {
+    #[init]
+    async fn new(_: (), ctx: &Context<Self>) -> Result<Self, ActorError> {
+        Err(ActorError::msg(format!("no GPU on rank {}", ctx.rank())))
+    }
+
+    #[endpoint]
+    async fn ping(&self) {}
 }
 
 /// Calls a mesh it is handed, from whichever process it lives in.
@@ -173,10 +331,19 @@ impl Caller {
         Ok(result)
     }
 
-    /// The id of the job's ledger singleton, as seen from here.
+    /// Tries to stop a mesh it was handed, which it does not own.
     #[endpoint]
-    async fn ledger(&self) -> Result<String, String> {
-        let ledger = get_or_spawn_controller::<Ledger>("ledger", ())
+    async fn try_stop(&self, counters: ActorMesh<Counter>) -> String {
+        match counters.stop().await {
+            Ok(()) => "stopped".to_string(),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    /// The id of the job's ledger singleton `name`, as seen from here.
+    #[endpoint]
+    async fn ledger(&self, name: String) -> Result<String, String> {
+        let ledger = get_or_spawn_controller::<Ledger>(&name, ())
             .await
             .map_err(|e| e.to_string())?;
         ledger.touch().call().await.map_err(|e| e.to_string())?;
@@ -196,6 +363,11 @@ impl Ledger {
     async fn touch(&mut self) -> u64 {
         self.touches += 1;
         self.touches
+    }
+
+    #[endpoint]
+    async fn break_down(&self) {
+        panic!("the ledger broke down");
     }
 }
 
@@ -218,6 +390,12 @@ impl Overseer {
             .await
             .map_err(ActorError::msg)?;
         Ok(Overseer { counters, failures })
+    }
+
+    /// The mesh it owns.
+    #[endpoint]
+    async fn counters(&self) -> ActorMesh<Counter> {
+        self.counters.clone()
     }
 
     /// The pid of the member at `rank`.

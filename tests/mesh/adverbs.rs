@@ -144,7 +144,7 @@ pub(crate) async fn slices_and_refs_travel() -> Result<(), Failed> {
 
     // The singleton is one actor, whoever asks.
     let mine = get_or_spawn_controller::<Ledger>("ledger", ()).await?;
-    let theirs = bounded(callers.ledger().call()).await?;
+    let theirs = bounded(callers.ledger("ledger".into()).call()).await?;
     for id in theirs.values() {
         check(id == &mine.actor_id().to_string(), "same ledger everywhere")?;
     }

@@ -5,11 +5,12 @@
 //! Run alone with `cargo test --test mesh`.
 //!
 //! The scenarios are grouped by what they exercise: [`adverbs`], [`ordering`]
-//! (and cast trees), [`faults`], and [`programs`] that run this binary as a
-//! program of its own.
+//! (and cast trees), [`faults`], the [`contracts`] of delivery, stopping and
+//! errors, and [`programs`] that run this binary as a program of its own.
 
 mod actors;
 mod adverbs;
+mod contracts;
 mod faults;
 mod ordering;
 mod programs;
@@ -20,6 +21,7 @@ use std::sync::LazyLock;
 use libtest_mimic::{Arguments, Failed, Trial};
 
 use adverbs::*;
+use contracts::*;
 use faults::*;
 use ordering::*;
 use programs::*;
@@ -50,6 +52,12 @@ fn main() {
     }
     if std::env::var("MESH_TEST_UNHANDLED").is_ok() {
         run_unhandled();
+    }
+    if std::env::var("MESH_TEST_SINGLETON").is_ok() {
+        run_singleton();
+    }
+    if std::env::var("MESH_TEST_SHUTDOWN").is_ok() {
+        run_shutdown();
     }
     // Quick heartbeats, so a hung worker is noticed within the test's patience.
     std::env::set_var("MONARCH_HEARTBEAT_TIMEOUT_MS", "1500");
@@ -110,6 +118,37 @@ fn main() {
         }),
         ("controller_killed_takes_workers_along", || {
             Box::pin(controller_killed_takes_workers_along())
+        }),
+        ("singletons_fail_loudly_and_respawn", || {
+            Box::pin(singletons_fail_loudly_and_respawn())
+        }),
+        ("shutdown_ends_every_worker", || {
+            Box::pin(shutdown_ends_every_worker())
+        }),
+        ("ports_in_spawn_params_and_tells_that_bounce", || {
+            Box::pin(ports_in_spawn_params_and_tells_that_bounce())
+        }),
+        (
+            "owned_meshes_stop_with_their_owner_and_only_owners_stop",
+            || Box::pin(owned_meshes_stop_with_their_owner_and_only_owners_stop()),
+        ),
+        ("spawn_and_stop_are_bounded_whatever_init_does", || {
+            Box::pin(spawn_and_stop_are_bounded_whatever_init_does())
+        }),
+        ("a_panicking_fault_hook_harms_nothing", || {
+            Box::pin(a_panicking_fault_hook_harms_nothing())
+        }),
+        ("exit_statuses_reach_callers", || {
+            Box::pin(exit_statuses_reach_callers())
+        }),
+        ("oversized_messages_and_replies_say_so", || {
+            Box::pin(oversized_messages_and_replies_say_so())
+        }),
+        ("errors_keep_their_causes_across_processes", || {
+            Box::pin(errors_keep_their_causes_across_processes())
+        }),
+        ("context_slices_and_reduce", || {
+            Box::pin(context_slices_and_reduce())
         }),
     ];
     let soaks: Vec<(&str, Scenario)> = vec![("soak_tree_casts_with_losses", || {

@@ -153,6 +153,19 @@ pub(crate) async fn casts_through_a_tree(transport: &str) -> Result<(), Failed> 
         even.values().iter().map(|(rank, _)| *rank).eq([0, 2, 4, 6]),
         &format!("a strided slice calls every other gpu: {even:?}"),
     )?;
+    // Each member learns its place in the slice called, through the relays too.
+    let placed = bounded(counters.slice("gpus", Step(.., 2))?.placement().call()).await?;
+    let casts: Vec<_> = placed.values().iter().map(|p| p.cast.clone()).collect();
+    let expected: Vec<_> = (0..4)
+        .map(|r| {
+            let point = format!("{{hosts={}, gpus={}}}", r / 2, r % 2);
+            Some((r, format!("{point} in {{hosts=2, gpus=2}}")))
+        })
+        .collect();
+    check(
+        casts == expected,
+        &format!("cast points are relative to the slice: {casts:?}"),
+    )?;
     let mut stream = counters.get().stream();
     let mut streamed = Vec::new();
     while let Some((point, value)) = bounded(stream.next()).await {

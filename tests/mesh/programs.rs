@@ -1,13 +1,13 @@
 //! Scenarios that run this binary as a program of its own: a controller
 //! that is killed, a root failure with the default fault hook, a `main` that
-//! forgets `bootstrap()`, an intruder.
+//! forgets `bootstrap()`, a failing job singleton, a whole shutdown.
 
 use libtest_mimic::Failed;
 use monarch::prelude::*;
 use monarch::Host;
 
-use crate::actors::Counter;
-use crate::support::{bounded, check, recording_owner, signal, wait_gone, LIMIT};
+use crate::actors::{Caller, Counter, Ledger};
+use crate::support::{bounded, check, process_gone, recording_owner, signal, wait_gone, LIMIT};
 use crate::RUNTIME;
 
 pub(crate) async fn controller_killed_takes_workers_along() -> Result<(), Failed> {
@@ -133,4 +133,150 @@ pub(crate) fn run_controller() -> ! {
         tokio::time::sleep(LIMIT).await;
     });
     std::process::exit(0)
+}
+
+pub(crate) async fn singletons_fail_loudly_and_respawn() -> Result<(), Failed> {
+    let said = run_program("MESH_TEST_SINGLETON").await?;
+    for expected in [
+        "worker sees the same singleton",
+        "failed: the job's singleton `fragile`",
+        "worker learns it failed",
+        "respawned with a new id",
+        "a fresh count: 1",
+    ] {
+        check(
+            said.iter().any(|line| line.contains(expected)),
+            &format!("the program said `{expected}`: {said:?}"),
+        )?;
+    }
+    let failed = said
+        .iter()
+        .find(|line| line.starts_with("failed:"))
+        .ok_or("no failure line")?;
+    check(
+        failed.contains("the ledger broke down") && failed.contains("respawn_controller"),
+        &format!("the error names the failure and the way out: {failed}"),
+    )?;
+    Ok(())
+}
+
+/// The program for `singletons_fail_loudly_and_respawn`: a root process
+/// whose singleton fails (its fault hook records rather than exits).
+pub(crate) fn run_singleton() -> ! {
+    RUNTIME.block_on(async {
+        this_proc().set_fault_hook(std::sync::Arc::new(|_: &SupervisionEvent| {}));
+        let procs = this_host()
+            .spawn_procs(shape! { procs = 1 })
+            .await
+            .expect("spawn procs");
+        let callers = procs.spawn::<Caller>("caller", ()).await.expect("spawn");
+        let caller = callers.member(0).expect("rank 0");
+        let ledger = get_or_spawn_controller::<Ledger>("fragile", ())
+            .await
+            .expect("the singleton");
+        let seen = caller.ledger("fragile".into()).call().await;
+        if seen.ok() == Some(ledger.actor_id().to_string()) {
+            println!("worker sees the same singleton");
+        }
+        let _ = ledger.break_down().call().await;
+        ledger.wait_stopped().await;
+        match get_or_spawn_controller::<Ledger>("fragile", ()).await {
+            Ok(again) => println!("silently replaced by {}", again.actor_id()),
+            Err(error) => println!("failed: {error}"),
+        }
+        match caller.ledger("fragile".into()).call().await {
+            Err(error) if error.to_string().contains("broke down") => {
+                println!("worker learns it failed")
+            }
+            other => println!("worker got {other:?}"),
+        }
+        let fresh = respawn_controller::<Ledger>("fragile", ())
+            .await
+            .expect("respawn");
+        if fresh.actor_id() != ledger.actor_id() {
+            println!("respawned with a new id");
+        }
+        let count = fresh.touch().call().await.expect("touch");
+        println!("a fresh count: {count}");
+        procs.stop().await;
+    });
+    std::process::exit(0)
+}
+
+pub(crate) async fn shutdown_ends_every_worker() -> Result<(), Failed> {
+    let said = run_program("MESH_TEST_SHUTDOWN").await?;
+    check(
+        said.iter().any(|line| line == "every worker is gone"),
+        &format!("shutdown waited for every worker: {said:?}"),
+    )?;
+    Ok(())
+}
+
+/// The program for `shutdown_ends_every_worker`: two proc meshes (one used
+/// through a slice only), then `monarch::shutdown()`.
+pub(crate) fn run_shutdown() -> ! {
+    RUNTIME.block_on(async {
+        let (owner, _events) = recording_owner();
+        let first = Host::owned_by(&owner)
+            .spawn_procs(shape! { procs = 2 })
+            .await
+            .expect("spawn procs");
+        let second = Host::owned_by(&owner)
+            .spawn_procs(shape! { hosts = 2, gpus = 1 })
+            .await
+            .expect("spawn procs");
+        let slice = second.slice("hosts", 1).expect("a slice");
+        drop(second);
+        let a = first.spawn::<Counter>("a", ()).await.expect("spawn");
+        let b = slice.spawn::<Counter>("b", ()).await.expect("spawn");
+        let mut pids: Vec<u32> = a
+            .whoami()
+            .call()
+            .await
+            .expect("whoami")
+            .values()
+            .iter()
+            .map(|(_, p)| *p)
+            .collect();
+        pids.extend(
+            b.whoami()
+                .call()
+                .await
+                .expect("whoami")
+                .values()
+                .iter()
+                .map(|(_, p)| *p),
+        );
+        // The slice keeps all of its mesh's procs up.
+        let Some(first_of_second) = slice.proc_ids().next().cloned() else {
+            unreachable!("a slice has procs")
+        };
+        println!("workers: {pids:?} (slice of {first_of_second})");
+        monarch::shutdown().await;
+        let left: Vec<u32> = pids.into_iter().filter(|pid| !process_gone(*pid)).collect();
+        if left.is_empty() {
+            println!("every worker is gone");
+        } else {
+            println!("still running: {left:?}");
+        }
+    });
+    std::process::exit(0)
+}
+
+/// Runs this binary with `mode` set and returns what it printed.
+async fn run_program(mode: &str) -> Result<Vec<String>, Failed> {
+    let exe = std::env::current_exe()?;
+    let output = tokio::process::Command::new(exe).env(mode, "1").output();
+    let output = bounded(output).await?;
+    check(
+        output.status.success(),
+        &format!(
+            "the program succeeded: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )?;
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect())
 }

@@ -275,11 +275,7 @@ impl Router {
         };
         let listener = lock(&self.bulk).get(protocol).cloned();
         let answer = match &listener {
-            Some(_) => Header::Hello(Hello {
-                proc: self.identity.clone(),
-                addr: self.addr.to_string(),
-                purpose: hello.purpose.clone(),
-            }),
+            Some(_) => self.hello(hello.purpose.clone()),
             None => Header::Close {
                 reason: format!("no service listens for bulk protocol `{protocol}` here"),
             },

@@ -30,6 +30,8 @@ use crate::{ProcId, Transport};
 /// was read after its hello.
 pub(crate) struct Connection {
     peer: ProcId,
+    /// The largest frame the peer takes.
+    max_frame: u64,
     decoder: FrameDecoder,
     over: Over,
 }
@@ -45,6 +47,7 @@ impl Connection {
     /// Runs `link` over this connection until it closes.
     pub(crate) async fn run(self, link: &Arc<Link>, queue: Queue, inbound: Arc<dyn Inbound>) {
         link.set_peer_proc(self.peer);
+        link.set_peer_max_frame(self.max_frame);
         match self.over {
             Over::Quic(connection, streams) => {
                 link.run_quic(connection, streams, self.decoder, queue, inbound)
@@ -95,6 +98,7 @@ impl Router {
             if let Some((stream, hello, decoder)) = self.dial_local(addr, Purpose::Link).await? {
                 return Ok(Connection {
                     peer: hello.proc,
+                    max_frame: hello.max_frame,
                     decoder,
                     over: Over::Local(stream),
                 });
@@ -103,6 +107,7 @@ impl Router {
             self.arc().accept_streams(connection.clone());
             Ok(Connection {
                 peer: hello.proc,
+                max_frame: hello.max_frame,
                 decoder,
                 over: Over::Quic(connection, streams),
             })
@@ -187,6 +192,16 @@ impl Router {
         Ok((send, recv, decoder))
     }
 
+    /// This process's hello, for a connection that carries `purpose`.
+    pub(crate) fn hello(&self, purpose: Purpose) -> Header {
+        Header::Hello(Hello {
+            proc: self.identity.clone(),
+            addr: self.addr.to_string(),
+            purpose,
+            max_frame: self.config.max_frame_bytes() as u64,
+        })
+    }
+
     pub(crate) async fn say_hello(
         &self,
         send: &mut (impl AsyncWrite + Unpin),
@@ -194,12 +209,7 @@ impl Router {
         purpose: Purpose,
     ) -> Result<(), ConnectError> {
         let mut hello = BytesMut::new();
-        let header = Header::Hello(Hello {
-            proc: self.identity.clone(),
-            addr: self.addr.to_string(),
-            purpose,
-        });
-        encode_prefix(&header, 0, &mut hello);
+        encode_prefix(&self.hello(purpose), 0, &mut hello);
         let failed = |e: std::io::Error| ConnectError::Handshake {
             peer: peer.to_string(),
             why: format!("cannot send the hello: {e}"),
@@ -297,6 +307,7 @@ impl Router {
         let inbound: Arc<dyn Inbound> = self.clone();
         Connection {
             peer: hello.proc,
+            max_frame: hello.max_frame,
             decoder,
             over: Over::Quic(connection, streams),
         }
@@ -380,6 +391,7 @@ impl Router {
                 let inbound: Arc<dyn Inbound> = self.clone();
                 Connection {
                     peer: hello.proc.clone(),
+                    max_frame: hello.max_frame,
                     decoder,
                     over: Over::Local(stream),
                 }

@@ -57,6 +57,7 @@ async fn probe_quic(addr: &str) -> Result<(), String> {
             proc: ProcId::new("intruder", "nowhere", 0),
             addr: "127.0.0.1:9/0".into(),
             purpose: Purpose::Link,
+            max_frame: 1 << 20,
         });
         encode_prefix(&header, 0, &mut hello);
         send.write_all(&hello).await.map_err(|e| e.to_string())?;

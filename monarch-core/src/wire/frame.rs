@@ -99,6 +99,8 @@ pub(crate) struct Hello {
     pub(crate) addr: String,
     /// What the connection carries.
     pub(crate) purpose: Purpose,
+    /// The largest frame the sender takes.
+    pub(crate) max_frame: u64,
 }
 
 /// What a connection carries.

@@ -88,6 +88,8 @@ pub(crate) struct Link {
     ready: Notify,
     /// The proc at the other end, once its hello is in.
     peer_proc: OnceLock<crate::ProcId>,
+    /// The largest frame the peer takes, once its hello is in.
+    peer_max_frame: AtomicUsize,
     /// For a link to a child process: who says why it closed.
     referee: OnceLock<Referee>,
     /// Shared-memory segments sent over this link and not yet released by the
@@ -147,6 +149,7 @@ impl Link {
             quic: OnceLock::new(),
             ready: Notify::new(),
             peer_proc: OnceLock::new(),
+            peer_max_frame: AtomicUsize::new(usize::MAX),
             referee: OnceLock::new(),
             shared: Mutex::new(HashMap::new()),
             next_lease: AtomicU64::new(1),
@@ -198,6 +201,22 @@ impl Link {
     /// Records who the peer said it is.
     pub(crate) fn set_peer_proc(&self, proc: crate::ProcId) {
         let _ = self.peer_proc.set(proc);
+    }
+
+    /// The peer said, in its hello, how large a frame it takes.
+    pub(crate) fn set_peer_max_frame(&self, bytes: u64) {
+        let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+        self.peer_max_frame.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The most a frame's body may take over this link: within this
+    /// process's limit and the peer's, less room for the header.
+    pub(crate) fn body_limit(&self) -> usize {
+        let peer = self.peer_max_frame.load(Ordering::Relaxed);
+        self.settings
+            .max_frame
+            .min(peer)
+            .saturating_sub(HEADER_ALLOWANCE)
     }
 
     /// Waits until the link runs over a connection: what kind, or `None` if
@@ -363,7 +382,7 @@ impl Link {
         &self,
         result: Result<Bytes, RemoteError>,
     ) -> (Result<(), RemoteError>, Bytes) {
-        let limit = self.settings.max_frame.saturating_sub(HEADER_ALLOWANCE);
+        let limit = self.body_limit();
         match result {
             Ok(body) if body.len() + PREFIX > limit => {
                 let size = body.len() + PREFIX;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{Link, HEADER_ALLOWANCE};
+use super::Link;
 use crate::runtime::mailbox::ReturnAddress;
 use crate::runtime::remote::{Envelope, Outbound, ReplySink, Undelivered};
 use crate::wire::frame::{Header, PREFIX};
@@ -47,7 +47,7 @@ impl Outbound for Link {
         // Only what travels in the frame counts: segments in shared memory
         // do not.
         let size = payload.len() + PREFIX;
-        let limit = self.settings.max_frame.saturating_sub(HEADER_ALLOWANCE);
+        let limit = self.body_limit();
         if size > limit {
             self.release_segments(&segments);
             return Err(Undelivered {
