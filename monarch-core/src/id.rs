@@ -78,8 +78,12 @@ impl PartialEq for ActorId {
 
 impl std::hash::Hash for ActorId {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        // By content, as equality is.
-        self.0.hash(state);
+        // Equal ids have equal indices and ranks, so hashing those alone is
+        // consistent with equality; it spares hashing the names for every
+        // message looked up in a table of actors (the index alone tells the
+        // actors of one process apart).
+        self.0.index.hash(state);
+        self.0.proc.rank.hash(state);
     }
 }
 

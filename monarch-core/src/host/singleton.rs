@@ -89,7 +89,7 @@ where
         .ok_or_else(|| RemoteError::Unreachable("this worker's transport is not running".into()))?;
     let audience = Audience {
         local: here.addr().into(),
-        holders: vec![root.addr().into()],
+        holders: std::sync::Arc::from([std::sync::Arc::from(root.addr())]),
     };
     let params = encoding_for(&audience, || encode(&params))?;
     let id = service

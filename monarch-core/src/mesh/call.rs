@@ -324,10 +324,17 @@ where
             // Refs and ports in the arguments are encoded for every member's
             // process: each holder keeps a leased port open.
             Some(first) => {
-                let mut audience = Audience::of(first.as_ref());
-                audience
+                let first = Audience::of(first.as_ref());
+                let holders = first
                     .holders
-                    .extend(outbounds.map(|o| std::sync::Arc::<str>::from(o.peer())));
+                    .iter()
+                    .cloned()
+                    .chain(outbounds.flat_map(|o| o.audience().holders.iter().cloned()))
+                    .collect();
+                let audience = Audience {
+                    local: first.local,
+                    holders,
+                };
                 encoding_for(&audience, &self.args)
             }
             None => (self.args)(),

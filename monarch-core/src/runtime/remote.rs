@@ -45,8 +45,9 @@ pub(crate) trait Network: Send + Sync + 'static {
 pub(crate) trait Outbound: Send + Sync + 'static {
     /// The address of the process at the other end.
     fn peer(&self) -> &str;
-    /// The address this process is known by at the other end.
-    fn local_addr(&self) -> &str;
+    /// Who reads what is sent over this link: kept ready, as every message
+    /// encoded for the peer needs it.
+    fn audience(&self) -> &Audience;
     /// Sends a message for one of the peer's actors. If it cannot be sent,
     /// the envelope's reply sink comes back with the reason.
     fn send(&self, envelope: Envelope) -> Result<(), Undelivered>;
@@ -163,19 +164,17 @@ pub(crate) fn fail(sink: Option<ReplySink>, error: RemoteError) {
 
 /// Who reads a value being encoded: the address this process is known by,
 /// and the process of every holder of an encoded copy.
+/// Cheap to clone: two reference counts.
 #[derive(Clone, Debug)]
 pub(crate) struct Audience {
     pub(crate) local: Arc<str>,
-    pub(crate) holders: Vec<Arc<str>>,
+    pub(crate) holders: Arc<[Arc<str>]>,
 }
 
 impl Audience {
     /// The audience of a message over `outbound`.
     pub(crate) fn of(outbound: &dyn Outbound) -> Self {
-        Audience {
-            local: outbound.local_addr().into(),
-            holders: vec![outbound.peer().into()],
-        }
+        outbound.audience().clone()
     }
 }
 
@@ -201,7 +200,7 @@ pub(crate) fn encoding_for<R>(audience: &Audience, encode: impl FnOnce() -> R) -
     let result = encode();
     let scope = SCOPE.with(|s| std::mem::replace(&mut *s.borrow_mut(), outer));
     for lease in scope.map(|s| s.leases).unwrap_or_default() {
-        for holder in &audience.holders {
+        for holder in audience.holders.iter() {
             registry::add_port_holder(lease, holder);
         }
         registry::settle_port(lease);
@@ -229,7 +228,7 @@ pub(crate) fn lease_port_in_encoding(lease: impl FnOnce() -> u64) -> Option<u64>
 
 /// Inside an encoding: the holders of its copies.
 pub(crate) fn encoding_holders() -> Option<Vec<Arc<str>>> {
-    SCOPE.with(|s| s.borrow().as_ref().map(|s| s.audience.holders.clone()))
+    SCOPE.with(|s| s.borrow().as_ref().map(|s| s.audience.holders.to_vec()))
 }
 
 /// An endpoint message in wire form.

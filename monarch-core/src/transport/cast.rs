@@ -117,7 +117,7 @@ impl Router {
         let (me, children) = node.split();
         let audience = Audience {
             local: Arc::clone(&self.addr),
-            holders: vec![origin.as_str().into()],
+            holders: Arc::from([Arc::from(origin.as_str())]),
         };
         self.ordered(
             &self.order_of(&origin),

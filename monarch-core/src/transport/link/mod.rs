@@ -75,6 +75,8 @@ pub(crate) struct Link {
     peer: String,
     /// The address this process is known by.
     local: Arc<str>,
+    /// Who reads what is sent over the link: this process and the peer.
+    audience: Audience,
     settings: LinkSettings,
     outgoing: mpsc::UnboundedSender<Outgoing>,
     /// Items in the writer's queue not yet written out.
@@ -139,9 +141,14 @@ impl Link {
             interval: settings.heartbeat_interval,
             timeout: settings.heartbeat_timeout,
         };
+        let audience = Audience {
+            local: Arc::clone(&local),
+            holders: Arc::from([Arc::from(peer.as_str())]),
+        };
         let link = Arc::new(Link {
             peer,
             local,
+            audience,
             settings,
             outgoing,
             queued: AtomicUsize::new(0),

@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::Link;
 use crate::runtime::mailbox::ReturnAddress;
-use crate::runtime::remote::{Envelope, Outbound, ReplySink, Undelivered};
+use crate::runtime::remote::{Audience, Envelope, Outbound, ReplySink, Undelivered};
 use crate::wire::frame::{Header, PREFIX};
 use crate::wire::{Payload, RemoteError};
 use crate::ActorId;
@@ -20,8 +20,8 @@ impl Outbound for Link {
         &self.peer
     }
 
-    fn local_addr(&self) -> &str {
-        &self.local
+    fn audience(&self) -> &Audience {
+        &self.audience
     }
 
     fn send(&self, envelope: Envelope) -> Result<(), Undelivered> {
