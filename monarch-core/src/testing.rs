@@ -1,7 +1,9 @@
 //! Probes and baselines for tests and benchmarks, behind the `testing`
 //! feature: not part of the API a program builds on.
 
-pub use crate::transport::baseline::{bare_quinn_echo, bare_quinn_transfer, BareQuinnPingPong};
+pub use crate::transport::baseline::{
+    bare_quinn_echo, bare_quinn_fetch, bare_quinn_source, bare_quinn_transfer, BareQuinnPingPong,
+};
 
 /// How many casts this process has sent through a tree, for tests that check
 /// a tree was used.

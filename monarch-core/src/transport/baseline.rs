@@ -110,19 +110,7 @@ pub struct BareQuinnPingPong {
 impl BareQuinnPingPong {
     /// Connects to the echo server at `addr` with the job's credential.
     pub async fn connect(addr: &str) -> Result<Self, String> {
-        let credential = super::current()
-            .ok_or("this process has no transport")?
-            .credential
-            .clone();
-        let server: SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
-        let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .map_err(|e| e.to_string())?;
-        endpoint.set_default_client_config(credential.quic_client().map_err(|e| e.to_string())?);
-        let connection = endpoint
-            .connect(server, SERVER_NAME)
-            .map_err(|e| e.to_string())?
-            .await
-            .map_err(|e| e.to_string())?;
+        let (endpoint, connection) = connect_bare(addr).await?;
         let (send, recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
         Ok(BareQuinnPingPong {
             _endpoint: endpoint,
@@ -143,4 +131,92 @@ impl BareQuinnPingPong {
             .await
             .map_err(|e| e.to_string())
     }
+}
+
+/// Starts a bare quinn server in this process, with the job's credential,
+/// that serves ranges of `len` zero bytes: each stream asks for an offset
+/// and a length (two little-endian `u64`s) and gets that many bytes back.
+/// Returns its address. The peer of [`bare_quinn_fetch`]: the floor for a
+/// bulk transfer over QUIC between two processes.
+pub async fn bare_quinn_source(len: usize) -> Result<String, String> {
+    let credential = super::current()
+        .ok_or("this process has no transport")?
+        .credential
+        .clone();
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let server = quinn::Endpoint::server(
+        credential.quic_server().map_err(|e| e.to_string())?,
+        loopback,
+    )
+    .map_err(|e| e.to_string())?;
+    let addr = server.local_addr().map_err(|e| e.to_string())?;
+    let source = bytes::Bytes::from(vec![0u8; len]);
+    tokio::spawn(async move {
+        while let Some(incoming) = server.accept().await {
+            let source = source.clone();
+            tokio::spawn(async move {
+                let connection = incoming.await?;
+                while let Ok((mut send, mut recv)) = connection.accept_bi().await {
+                    let source = source.clone();
+                    tokio::spawn(async move {
+                        let mut ask = [0u8; 16];
+                        recv.read_exact(&mut ask).await.ok()?;
+                        let offset = u64::from_le_bytes(ask[..8].try_into().ok()?) as usize;
+                        let len = u64::from_le_bytes(ask[8..].try_into().ok()?) as usize;
+                        let range = source.get(offset..offset + len)?;
+                        send.write_chunk(source.slice_ref(range)).await.ok()?;
+                        send.finish().ok()
+                    });
+                }
+                Ok::<_, quinn::ConnectionError>(())
+            });
+        }
+    });
+    Ok(addr.to_string())
+}
+
+/// Fetches `dst.len()` bytes from the [`bare_quinn_source`] at `addr` over
+/// `streams` parallel streams of one connection, into `dst`, and returns
+/// how long that took after the handshake.
+pub async fn bare_quinn_fetch(
+    addr: &str,
+    dst: &mut [u8],
+    streams: usize,
+) -> Result<Duration, String> {
+    let (_endpoint, connection) = connect_bare(addr).await?;
+    let started = Instant::now();
+    let each = dst.len().div_ceil(streams.max(1));
+    let parts = dst.chunks_mut(each.max(1)).enumerate().map(|(i, part)| {
+        let connection = connection.clone();
+        async move {
+            let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
+            let mut ask = [0u8; 16];
+            ask[..8].copy_from_slice(&((i * each) as u64).to_le_bytes());
+            ask[8..].copy_from_slice(&(part.len() as u64).to_le_bytes());
+            send.write_all(&ask).await.map_err(|e| e.to_string())?;
+            recv.read_exact(part).await.map_err(|e| e.to_string())
+        }
+    });
+    futures::future::try_join_all(parts).await?;
+    let elapsed = started.elapsed();
+    connection.close(0u32.into(), b"done");
+    Ok(elapsed)
+}
+
+/// A bare quinn connection to `addr` with the job's credential.
+async fn connect_bare(addr: &str) -> Result<(quinn::Endpoint, quinn::Connection), String> {
+    let credential = super::current()
+        .ok_or("this process has no transport")?
+        .credential
+        .clone();
+    let server: SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+    let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .map_err(|e| e.to_string())?;
+    endpoint.set_default_client_config(credential.quic_client().map_err(|e| e.to_string())?);
+    let connection = endpoint
+        .connect(server, SERVER_NAME)
+        .map_err(|e| e.to_string())?
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((endpoint, connection))
 }
