@@ -70,13 +70,15 @@ pub(super) async fn launch(
                 program: program.display().to_string(),
                 source,
             })?;
-        forward_output(child.stdout.take(), Arc::clone(&label), rank, false);
-        forward_output(child.stderr.take(), Arc::clone(&label), rank, true);
+        let output = [
+            forward_output(child.stdout.take(), Arc::clone(&label), rank, false),
+            forward_output(child.stderr.take(), Arc::clone(&label), rank, true),
+        ];
         let stdin = child.stdin.take();
-        started.push((proc_id.clone(), child, stdin, hello));
+        started.push((proc_id.clone(), child, stdin, hello, output));
     }
     let mut workers = Vec::with_capacity(started.len());
-    for (rank, (proc_id, mut child, stdin, hello)) in started.into_iter().enumerate() {
+    for (rank, (proc_id, mut child, stdin, hello, output)) in started.into_iter().enumerate() {
         let timeout = launch.startup_timeout;
         let ready = tokio::time::timeout(timeout, async {
             tokio::select! {
@@ -90,10 +92,12 @@ pub(super) async fn launch(
         let link = match ready.await {
             Ok(Ok(link)) => link,
             Ok(Err(reason)) => {
+                // Its last words (why it exited) come before the error.
+                let _ = tokio::time::timeout(OUTPUT_DRAIN, futures::future::join_all(output)).await;
                 return Err(ProcMeshError::Startup {
                     rank,
                     reason: format!("proc {proc_id}: {reason}"),
-                })
+                });
             }
             Err(_) => {
                 return Err(ProcMeshError::Startup {
@@ -206,16 +210,19 @@ fn describe_wait(status: std::io::Result<std::process::ExitStatus>) -> String {
     }
 }
 
+/// How long a failed start waits for the worker's output to be copied.
+const OUTPUT_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Copies the output of the worker at `rank` here, line by line, prefixed as
-/// `label` says at the time.
+/// `label` says at the time, until the worker closes it.
 fn forward_output(
     stream: Option<impl tokio::io::AsyncRead + Unpin + Send + 'static>,
     label: Arc<OutputLabel>,
     rank: usize,
     to_stderr: bool,
-) {
-    let Some(stream) = stream else { return };
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let Some(stream) = stream else { return };
         let mut lines = BufReader::new(stream).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             let prefix = label.prefix(rank);
@@ -225,5 +232,5 @@ fn forward_output(
                 println!("{prefix} {line}");
             }
         }
-    });
+    })
 }
