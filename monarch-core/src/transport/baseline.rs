@@ -67,17 +67,7 @@ pub async fn bare_quinn_transfer(bytes: usize) -> Result<Duration, String> {
 /// it echoes whatever arrives on each stream it accepts. Returns its address.
 /// The peer of [`BareQuinnPingPong`], for benchmarks.
 pub async fn bare_quinn_echo() -> Result<String, String> {
-    let credential = super::current()
-        .ok_or("this process has no transport")?
-        .credential
-        .clone();
-    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let server = quinn::Endpoint::server(
-        credential.quic_server().map_err(|e| e.to_string())?,
-        loopback,
-    )
-    .map_err(|e| e.to_string())?;
-    let addr = server.local_addr().map_err(|e| e.to_string())?;
+    let (server, addr) = bare_server()?;
     tokio::spawn(async move {
         while let Some(incoming) = server.accept().await {
             tokio::spawn(async move {
@@ -139,17 +129,7 @@ impl BareQuinnPingPong {
 /// Returns its address. The peer of [`bare_quinn_fetch`]: the floor for a
 /// bulk transfer over QUIC between two processes.
 pub async fn bare_quinn_source(len: usize) -> Result<String, String> {
-    let credential = super::current()
-        .ok_or("this process has no transport")?
-        .credential
-        .clone();
-    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let server = quinn::Endpoint::server(
-        credential.quic_server().map_err(|e| e.to_string())?,
-        loopback,
-    )
-    .map_err(|e| e.to_string())?;
-    let addr = server.local_addr().map_err(|e| e.to_string())?;
+    let (server, addr) = bare_server()?;
     let source = bytes::Bytes::from(vec![0u8; len]);
     tokio::spawn(async move {
         while let Some(incoming) = server.accept().await {
@@ -219,4 +199,21 @@ async fn connect_bare(addr: &str) -> Result<(quinn::Endpoint, quinn::Connection)
         .await
         .map_err(|e| e.to_string())?;
     Ok((endpoint, connection))
+}
+
+/// A bare quinn server endpoint on loopback with the job's credential, and
+/// its address.
+fn bare_server() -> Result<(quinn::Endpoint, SocketAddr), String> {
+    let credential = super::current()
+        .ok_or("this process has no transport")?
+        .credential
+        .clone();
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let server = quinn::Endpoint::server(
+        credential.quic_server().map_err(|e| e.to_string())?,
+        loopback,
+    )
+    .map_err(|e| e.to_string())?;
+    let addr = server.local_addr().map_err(|e| e.to_string())?;
+    Ok((server, addr))
 }

@@ -170,7 +170,7 @@ mod tests {
     use candle_nn::VarMap;
 
     use super::*;
-    use crate::train::{policy_loss, Batch, LossConfig, Trainer, TrainerConfig};
+    use crate::train::{policy_loss, token_logprobs, Batch, LossConfig, Trainer, TrainerConfig};
 
     fn tiny() -> TinyConfig {
         TinyConfig {
@@ -199,15 +199,20 @@ mod tests {
         );
     }
 
+    fn tiny_model(device: &Device) -> (VarMap, TinyTransformer) {
+        let vars = VarMap::new();
+        let model =
+            TinyTransformer::new(tiny(), VarBuilder::from_varmap(&vars, DType::F32, device))
+                .unwrap();
+        (vars, model)
+    }
+
     /// One policy-gradient step gives every parameter a gradient: what a
     /// fused operation without a backward pass would break.
     #[test]
     fn every_parameter_gets_a_gradient() {
         let device = Device::Cpu;
-        let vars = VarMap::new();
-        let model =
-            TinyTransformer::new(tiny(), VarBuilder::from_varmap(&vars, DType::F32, &device))
-                .unwrap();
+        let (vars, model) = tiny_model(&device);
         let tokens = Tensor::new(&[[1u32, 4, 2, 7, 3, 9], [5, 5, 0, 1, 8, 2]], &device).unwrap();
         let logits = model.forward(&tokens.narrow(1, 0, 5).unwrap()).unwrap();
         let targets = tokens.narrow(1, 1, 5).unwrap();
@@ -249,10 +254,7 @@ mod tests {
     #[test]
     fn training_raises_rewarded_tokens_and_attention_is_causal() {
         let device = Device::Cpu;
-        let vars = VarMap::new();
-        let model =
-            TinyTransformer::new(tiny(), VarBuilder::from_varmap(&vars, DType::F32, &device))
-                .unwrap();
+        let (vars, model) = tiny_model(&device);
         let a = model
             .forward(&Tensor::new(&[[1u32, 2, 3, 4]], &device).unwrap())
             .unwrap();
@@ -276,9 +278,7 @@ mod tests {
         let mask = Tensor::ones((1, 6), DType::F32, &device).unwrap();
         let advantages = Tensor::new(&[1.0f32], &device).unwrap();
         let mean_logp = |logits: &Tensor| {
-            candle_nn::ops::log_softmax(logits, D::Minus1)
-                .unwrap()
-                .gather(&targets.unsqueeze(2).unwrap(), 2)
+            token_logprobs(logits, &targets)
                 .unwrap()
                 .mean_all()
                 .unwrap()
@@ -292,13 +292,7 @@ mod tests {
         for _ in 0..20 {
             let logits = model.forward(&inputs).unwrap();
             // On-policy: the behaviour is the current policy.
-            let behaviour = candle_nn::ops::log_softmax(&logits, D::Minus1)
-                .unwrap()
-                .gather(&targets.unsqueeze(2).unwrap(), 2)
-                .unwrap()
-                .squeeze(2)
-                .unwrap()
-                .detach();
+            let behaviour = token_logprobs(&logits, &targets).unwrap().detach();
             let batch = Batch {
                 logits: &logits,
                 targets: &targets,

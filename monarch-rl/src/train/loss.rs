@@ -70,17 +70,21 @@ pub struct LossStats {
     pub tokens: f64,
 }
 
+/// The log-probability under `logits` `(B, T, V)` of each of `targets`
+/// `(B, T)`: `(B, T)`. Differentiable; what a generator records as the
+/// behaviour log-probs of the tokens it sampled.
+pub fn token_logprobs(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    candle_nn::ops::log_softmax(logits, D::Minus1)?
+        .gather(&targets.contiguous()?.unsqueeze(D::Minus1)?, D::Minus1)?
+        .squeeze(D::Minus1)
+}
+
 /// The loss of `batch` (token-level mean over trained tokens), to call
 /// `backward` on, and its statistics.
 pub fn policy_loss(batch: &Batch<'_>, config: &LossConfig) -> Result<(Tensor, LossStats)> {
     let dtype = batch.logits.dtype();
     let mask = batch.mask.to_dtype(dtype)?;
-    let logp = candle_nn::ops::log_softmax(batch.logits, D::Minus1)?
-        .gather(
-            &batch.targets.contiguous()?.unsqueeze(D::Minus1)?,
-            D::Minus1,
-        )?
-        .squeeze(D::Minus1)?;
+    let logp = token_logprobs(batch.logits, batch.targets)?;
     let behaviour = batch.behaviour_logp.to_dtype(dtype)?;
     let ratio = (&logp - &behaviour)?.exp()?;
     let advantages = batch
@@ -176,14 +180,7 @@ mod tests {
                 ..LossConfig::default()
             };
             let base: Vec<f64> = logits.flatten_all().unwrap().to_vec1().unwrap();
-            let logp_of = |values: &Tensor| {
-                candle_nn::ops::log_softmax(values, D::Minus1)
-                    .unwrap()
-                    .gather(&targets.unsqueeze(D::Minus1).unwrap(), D::Minus1)
-                    .unwrap()
-                    .squeeze(D::Minus1)
-                    .unwrap()
-            };
+            let logp_of = |values: &Tensor| token_logprobs(values, &targets).unwrap();
             let held_weight = (logp_of(logits.as_tensor()) - &behaviour)
                 .unwrap()
                 .exp()

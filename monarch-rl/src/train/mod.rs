@@ -14,5 +14,5 @@ mod optim;
 
 pub use advantage::{group_advantages, Advantages};
 pub use flat::{FlatError, FlatWeights, TensorLayout};
-pub use loss::{policy_loss, Batch, LossConfig, LossStats, Objective};
+pub use loss::{policy_loss, token_logprobs, Batch, LossConfig, LossStats, Objective};
 pub use optim::{clip_grad_norm, Trainer, TrainerConfig};
