@@ -10,5 +10,6 @@
 //! avoided by building from its differentiable operations).
 
 pub mod model;
+pub mod pretrain;
 pub mod train;
 pub mod zorplex;

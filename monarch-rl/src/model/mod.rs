@@ -1,6 +1,81 @@
 //! Trainable policy models on candle, built from differentiable operations
-//! only (see [`crate::train`] for why).
+//! only (see [`crate::train`] for why), with batched generation over a
+//! key-value cache and a [`Policy`](crate::zorplex::Policy) that records
+//! what it sampled for training.
 
+mod cache;
+mod generate;
+mod hf_tokenizer;
+mod layers;
+mod llama;
+mod policy;
+mod pretrained;
 mod tiny;
+mod tokenizer;
+mod vocab;
 
+use candle_core::{Device, Result, Tensor};
+
+pub use cache::{KvCache, Step};
+pub use generate::{continue_cached, generate, Finish, GenerateOptions, Generated, Sampler};
+pub use hf_tokenizer::HfTokenizer;
+pub use llama::{Llama, LlamaConfig};
+pub use policy::{ModelPolicy, Trajectory};
+pub use pretrained::{Pretrained, Qwen2, SmolLM2};
 pub use tiny::{TinyConfig, TinyTransformer};
+pub use tokenizer::{StreamDecoder, TextTokenizer};
+pub use vocab::ZorplexTokenizer;
+
+/// A causal language model that generation and training drive.
+pub trait LanguageModel: Send + Sync {
+    /// The logits of the next token after each of `step`'s tokens,
+    /// `(B, T, vocab)` (`(B, 1, vocab)` when `step.last_only`), attending to
+    /// the tokens in `cache` (which the step's keys and values are appended
+    /// to) and to the step's own.
+    fn forward_step(&self, step: &Step, cache: Option<&mut KvCache>) -> Result<Tensor>;
+
+    /// An empty cache for this model.
+    fn new_cache(&self) -> KvCache;
+
+    /// Ids in the vocabulary.
+    fn vocab_size(&self) -> usize;
+
+    /// The longest sequence the model takes.
+    fn max_len(&self) -> usize;
+
+    /// Where the model's weights live.
+    fn device(&self) -> &Device;
+
+    /// The logits of the next token at every position of `tokens` `(B, T)`,
+    /// from scratch: what training uses.
+    fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
+        self.forward_step(&Step::causal(tokens, 0)?, None)
+    }
+}
+
+/// An error of a policy model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// candle failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// Text could not be encoded, or ids decoded.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// A sequence does not fit the model.
+    #[error("a sequence of {len} tokens does not fit the model's {max} positions")]
+    TooLong {
+        /// The sequence's length.
+        len: usize,
+        /// The model's longest.
+        max: usize,
+    },
+    /// Weights or a configuration could not be read.
+    #[error("{path}: {reason}")]
+    Load {
+        /// The file.
+        path: String,
+        /// What went wrong, and what to do.
+        reason: String,
+    },
+}

@@ -2,8 +2,17 @@
 //! of causal multi-head attention and a SiLU MLP, learned positions, and an
 //! untied output head.
 
-use candle_core::{DType, Device, Module, Result, Tensor, D};
-use candle_nn::{embedding, linear_no_bias, Embedding, Linear, VarBuilder};
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::{embedding, linear_no_bias, Embedding, Linear, VarBuilder, VarMap};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rand_distr::{Distribution, Normal};
+
+use super::layers::{rms_norm, silu, softmax};
+use super::{KvCache, LanguageModel, Step};
+
+/// The RMS norms' epsilon.
+const EPS: f64 = 1e-6;
 
 /// The shape of a [`TinyTransformer`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,44 +98,103 @@ impl TinyTransformer {
         })
     }
 
+    /// A fresh model with weights drawn from `seed`, trainable through the
+    /// returned map: embeddings from N(0, 0.02²), projections from
+    /// N(0, 1/fan_in), norms at 1. The same seed gives the same weights.
+    pub fn seeded(config: TinyConfig, seed: u64, device: &Device) -> Result<(VarMap, Self)> {
+        let vars = VarMap::new();
+        let model =
+            TinyTransformer::new(config, VarBuilder::from_varmap(&vars, DType::F32, device))?;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let data = vars.data().lock().expect("no one panicked holding the map");
+        let mut names: Vec<&String> = data.keys().collect();
+        names.sort();
+        for name in names {
+            let var = &data[name];
+            let dims = var.dims().to_vec();
+            if name.ends_with("norm") {
+                continue;
+            }
+            let std = if name.starts_with("tokens") || name.starts_with("positions") {
+                0.02
+            } else {
+                1.0 / (dims[1] as f32).sqrt()
+            };
+            let normal =
+                Normal::new(0.0, std).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            let values: Vec<f32> = (0..var.elem_count())
+                .map(|_| normal.sample(&mut rng))
+                .collect();
+            var.set(&Tensor::from_vec(values, dims, device)?)?;
+        }
+        drop(data);
+        Ok((vars, model))
+    }
+
     /// The model's shape.
     pub fn config(&self) -> &TinyConfig {
         &self.config
     }
+}
 
-    /// The logits of the next token at every position of `tokens`, `(B, T)`
-    /// `u32`: `(B, T, vocab)`.
-    pub fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
-        let (batch, len) = tokens.dims2()?;
-        if len > self.config.max_len {
+impl LanguageModel for TinyTransformer {
+    fn forward_step(&self, step: &Step, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let (batch, len) = step.tokens.dims2()?;
+        let past = cache.as_ref().map_or(0, |c| c.len());
+        if past + len > self.config.max_len {
             return Err(candle_core::Error::Msg(format!(
-                "a sequence of {len} tokens is longer than the model's {}",
+                "a sequence of {} tokens is longer than the model's {}",
+                past + len,
                 self.config.max_len
             )));
         }
-        let device = tokens.device();
-        let positions = Tensor::arange(0u32, len as u32, device)?;
-        let mut x = self
-            .tokens
-            .forward(tokens)?
-            .broadcast_add(&self.positions.forward(&positions)?)?;
-        let mask = causal_mask(len, x.dtype(), device)?;
-        for block in &self.blocks {
-            let attended =
-                self.attention(block, &rms_norm(&x, &block.attn_norm)?, &mask, batch, len)?;
+        let mut x =
+            (self.tokens.forward(&step.tokens)? + self.positions.forward(&step.positions)?)?;
+        for (index, block) in self.blocks.iter().enumerate() {
+            let normed = rms_norm(&x, &block.attn_norm, EPS)?;
+            let attended = self.attention(
+                block,
+                &normed,
+                step,
+                cache.as_deref_mut().map(|c| (c, index)),
+                batch,
+                len,
+            )?;
             x = (x + attended)?;
-            let hidden = block.up.forward(&rms_norm(&x, &block.mlp_norm)?)?;
-            let activated = (&hidden * candle_nn::ops::sigmoid(&hidden)?)?;
+            let hidden = block.up.forward(&rms_norm(&x, &block.mlp_norm, EPS)?)?;
+            let activated = silu(&hidden)?;
             x = (x + block.down.forward(&activated)?)?;
         }
-        self.head.forward(&rms_norm(&x, &self.norm)?)
+        if step.last_only {
+            x = x.narrow(1, len - 1, 1)?;
+        }
+        self.head.forward(&rms_norm(&x, &self.norm, EPS)?)
     }
 
+    fn new_cache(&self) -> KvCache {
+        KvCache::new(self.config.layers)
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.config.vocab
+    }
+
+    fn max_len(&self) -> usize {
+        self.config.max_len
+    }
+
+    fn device(&self) -> &Device {
+        self.tokens.embeddings().device()
+    }
+}
+
+impl TinyTransformer {
     fn attention(
         &self,
         block: &Block,
         x: &Tensor,
-        mask: &Tensor,
+        step: &Step,
+        cache: Option<(&mut KvCache, usize)>,
         batch: usize,
         len: usize,
     ) -> Result<Tensor> {
@@ -137,12 +205,19 @@ impl TinyTransformer {
             .forward(x)?
             .reshape((batch, len, 3, heads, head_dim))?
             .permute((2, 0, 3, 1, 4))?;
-        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
+        let (q, k, v) = (
+            qkv.get(0)?,
+            qkv.get(1)?.contiguous()?,
+            qkv.get(2)?.contiguous()?,
+        );
+        let (k, v) = match cache {
+            Some((cache, layer)) => cache.append(layer, k, v)?,
+            None => (k, v),
+        };
         let scores = (q.contiguous()?.matmul(&k.t()?.contiguous()?)? / (head_dim as f64).sqrt())?
-            .broadcast_add(mask)?;
-        // The composite softmax: the fused one has no backward pass.
-        let weights = candle_nn::ops::softmax(&scores, D::Minus1)?;
-        let mixed = weights.matmul(&v.contiguous()?)?;
+            .broadcast_add(&step.bias)?;
+        let weights = softmax(&scores)?;
+        let mixed = weights.matmul(&v)?;
         let merged = mixed
             .transpose(1, 2)?
             .reshape((batch, len, self.config.dim))?;
@@ -150,24 +225,8 @@ impl TinyTransformer {
     }
 }
 
-/// RMS normalisation from differentiable operations (candle-nn's fused
-/// `rms_norm` has no backward pass).
-fn rms_norm(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
-    let mean_square = x.sqr()?.mean_keepdim(D::Minus1)?;
-    x.broadcast_div(&(mean_square + 1e-6)?.sqrt()?)?
-        .broadcast_mul(weight)
-}
-
-/// 0 on and below the diagonal, a large negative number above it.
-fn causal_mask(len: usize, dtype: DType, device: &Device) -> Result<Tensor> {
-    let above =
-        Tensor::triu2(len, DType::F32, device)?.sub(&Tensor::eye(len, DType::F32, device)?)?;
-    (above * -1e9)?.to_dtype(dtype)
-}
-
 #[cfg(test)]
 mod tests {
-    use candle_nn::VarMap;
 
     use super::*;
     use crate::train::{policy_loss, token_logprobs, Batch, LossConfig, Trainer, TrainerConfig};

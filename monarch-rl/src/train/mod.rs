@@ -11,8 +11,10 @@ mod advantage;
 mod flat;
 mod loss;
 mod optim;
+mod pack;
 
 pub use advantage::{group_advantages, Advantages};
 pub use flat::{FlatError, FlatWeights, TensorLayout};
 pub use loss::{policy_loss, token_logprobs, Batch, LossConfig, LossStats, Objective};
 pub use optim::{clip_grad_norm, Trainer, TrainerConfig};
+pub use pack::{pack, Packed, Sequence};

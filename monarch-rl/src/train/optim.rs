@@ -77,6 +77,11 @@ impl Trainer {
         Ok(norm)
     }
 
+    /// Sets the learning rate of the following steps.
+    pub fn set_learning_rate(&mut self, lr: f64) {
+        self.optimizer.set_learning_rate(lr);
+    }
+
     /// The variables trained.
     pub fn vars(&self) -> &[Var] {
         &self.vars

@@ -24,6 +24,15 @@ pub trait Policy {
     ) -> impl Future<Output = Result<String, PolicyError>> + Send;
 }
 
+impl<P: Policy + Send> Policy for &mut P {
+    fn generate(
+        &mut self,
+        request: &GenerateRequest<'_>,
+    ) -> impl Future<Output = Result<String, PolicyError>> + Send {
+        (**self).generate(request)
+    }
+}
+
 /// An error from a [`Policy`].
 #[derive(Debug, thiserror::Error)]
 #[error("policy failed to generate: {0}")]
@@ -124,6 +133,15 @@ impl StopRule {
         }
     }
 
+    /// A scanner that finds this rule's stop point in text arriving piece by
+    /// piece, looking only at the text a new stop could lie in.
+    pub fn scanner(&self) -> StopScanner<'_> {
+        StopScanner {
+            rule: self,
+            text: String::new(),
+        }
+    }
+
     /// `text` as it stands when generation has ended: cut at the first stop point,
     /// where an answer running to the very end counts as complete.
     pub fn finish<'t>(&self, text: &'t str) -> &'t str {
@@ -131,6 +149,46 @@ impl StopRule {
             Some(end) => &text[..end],
             None => text,
         }
+    }
+}
+
+/// Finds a [`StopRule`]'s stop point incrementally as generated text arrives.
+///
+/// Every stop (a tool call `NAME[arg]` or `[ANSWER] <number>`) holds exactly
+/// one `[`, starts on that `[`'s line and ends before the next `[`; so once a
+/// piece has been checked, a stop can only begin on the line of the last `[`
+/// before the next piece, and only that tail is scanned again.
+///
+/// ```
+/// use monarch_rl::zorplex::{SpecKind, StopRule};
+///
+/// let rule = StopRule::for_spec(SpecKind::Simple);
+/// let mut scanner = rule.scanner();
+/// assert_eq!(scanner.push("Let me look. LOOKUP[c"), None);
+/// assert_eq!(scanner.push("at]\n[Result"), Some(24));
+/// ```
+#[derive(Clone, Debug)]
+pub struct StopScanner<'r> {
+    rule: &'r StopRule,
+    text: String,
+}
+
+impl StopScanner<'_> {
+    /// Adds `piece`; returns the byte offset in all the text so far where
+    /// generation should stop, if there is one now.
+    pub fn push(&mut self, piece: &str) -> Option<usize> {
+        let piece_start = self.text.len();
+        self.text.push_str(piece);
+        let anchor = self.text[..piece_start].rfind('[').unwrap_or(piece_start);
+        let window = self.text[..anchor].rfind('\n').map_or(0, |i| i + 1);
+        self.rule
+            .stop_point(&self.text[window..])
+            .map(|end| window + end)
+    }
+
+    /// All the text pushed so far.
+    pub fn text(&self) -> &str {
+        &self.text
     }
 }
 
@@ -169,6 +227,8 @@ impl Default for EpisodeConfig {
 pub struct Turn {
     /// What the policy generated, cut at the stop point.
     pub output: String,
+    /// The byte offset of `output` in the episode's transcript.
+    pub start: usize,
     /// The tool calls in it, with their results.
     pub tool_calls: Vec<(ToolCall, ToolResult)>,
 }
@@ -231,6 +291,21 @@ pub struct Episode {
 }
 
 impl Episode {
+    /// The transcript in pieces, each marked with whether the policy wrote
+    /// it (the system prompt, question and tool results are not).
+    pub fn segments(&self) -> Vec<(&str, bool)> {
+        let mut pieces = Vec::with_capacity(2 * self.turns.len() + 1);
+        let mut at = 0;
+        for turn in &self.turns {
+            pieces.push((&self.transcript[at..turn.start], false));
+            at = turn.start + turn.output.len();
+            pieces.push((&self.transcript[turn.start..at], true));
+        }
+        pieces.push((&self.transcript[at..], false));
+        pieces.retain(|(text, _)| !text.is_empty());
+        pieces
+    }
+
     /// Tool calls made over all turns.
     pub fn tool_call_count(&self) -> usize {
         self.turns.iter().map(|t| t.tool_calls.len()).sum()
@@ -274,12 +349,17 @@ pub async fn run_episode<P: Policy>(
                 (call, result)
             })
             .collect();
+        let start = transcript.len();
         transcript.push_str(&output);
         ended_on_tool_call = !tool_calls.is_empty();
         for (_, result) in &tool_calls {
             transcript.push_str(&format!("\n[Result: {result}]"));
         }
-        turns.push(Turn { output, tool_calls });
+        turns.push(Turn {
+            output,
+            start,
+            tool_calls,
+        });
         if !ended_on_tool_call {
             break;
         }
@@ -347,6 +427,38 @@ mod tests {
         assert_eq!(stopped.as_deref(), Some("[ANSWER] -1234"));
         assert_eq!(rule.finish("[ANSWER] -"), "[ANSWER] -");
         assert_eq!(rule.finish("[ANSWER] 100"), "[ANSWER] 100");
+    }
+
+    /// The scanner finds the same stop as scanning the whole text, whatever
+    /// the pieces.
+    #[test]
+    fn the_scanner_agrees_with_the_rule() {
+        let rule = StopRule::for_spec(SpecKind::MultiStep);
+        let texts = [
+            "First GETKEY[dog]\n[Result: x]",
+            "[x] no\n[ANSWER]\n 77 ok",
+            "[ANSWER] 5[ANSWER] 6.",
+            "text [[ GETKEY[\ncat] FETCH[ZK_12] and more",
+            "[ANSWER] 12",
+        ];
+        for text in texts {
+            for size in 1..5 {
+                let mut scanner = rule.scanner();
+                let mut found = None;
+                let chars: Vec<char> = text.chars().collect();
+                for chunk in chars.chunks(size) {
+                    let piece: String = chunk.iter().collect();
+                    if let Some(stop) = scanner.push(&piece) {
+                        found = Some(stop);
+                        assert_eq!(rule.stop_point(scanner.text()), Some(stop), "{text:?}");
+                        break;
+                    }
+                }
+                if found.is_none() {
+                    assert_eq!(rule.stop_point(text), None, "{text:?} in pieces of {size}");
+                }
+            }
+        }
     }
 
     #[test]

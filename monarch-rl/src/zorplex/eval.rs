@@ -45,40 +45,52 @@ where
 {
     let mut reports = Vec::with_capacity(kinds.len());
     for &kind in kinds {
-        let mut spec = TaskSpec::new(kind, seed).with_compat(compat);
         let mut policy = make_policy(kind);
-        let mut report = SpecReport {
-            spec: kind.to_string(),
-            tasks,
-            accuracy: 0.0,
-            format_rate: 0.0,
-            mean_turns: 0.0,
-            mean_tool_calls: 0.0,
-            mean_reward: 0.0,
-            failure_modes: FailureMode::ALL.iter().map(|&m| (m, 0)).collect(),
-        };
-        for _ in 0..tasks {
-            let task = spec.generate_task();
-            let episode = run_episode(&spec, &task, &mut policy, config).await?;
-            report.accuracy += f64::from(u8::from(episode.correct));
-            report.format_rate += f64::from(u8::from(episode.used_answer_tag));
-            report.mean_turns += episode.turns.len() as f64;
-            report.mean_tool_calls += episode.tool_call_count() as f64;
-            report.mean_reward += episode.reward;
-            *report
-                .failure_modes
-                .entry(episode.failure_mode)
-                .or_default() += 1;
-        }
-        let n = tasks.max(1) as f64;
-        report.accuracy /= n;
-        report.format_rate /= n;
-        report.mean_turns /= n;
-        report.mean_tool_calls /= n;
-        report.mean_reward /= n;
-        reports.push(report);
+        reports.push(evaluate_spec(kind, seed, tasks, compat, config, &mut policy).await?);
     }
     Ok(reports)
+}
+
+/// Runs `tasks` episodes of `kind` (seeded with `seed`) with `policy`.
+pub async fn evaluate_spec<P: Policy>(
+    kind: SpecKind,
+    seed: i64,
+    tasks: usize,
+    compat: Compat,
+    config: &EpisodeConfig,
+    policy: &mut P,
+) -> Result<SpecReport, PolicyError> {
+    let mut spec = TaskSpec::new(kind, seed).with_compat(compat);
+    let mut report = SpecReport {
+        spec: kind.to_string(),
+        tasks,
+        accuracy: 0.0,
+        format_rate: 0.0,
+        mean_turns: 0.0,
+        mean_tool_calls: 0.0,
+        mean_reward: 0.0,
+        failure_modes: FailureMode::ALL.iter().map(|&m| (m, 0)).collect(),
+    };
+    for _ in 0..tasks {
+        let task = spec.generate_task();
+        let episode = run_episode(&spec, &task, policy, config).await?;
+        report.accuracy += f64::from(u8::from(episode.correct));
+        report.format_rate += f64::from(u8::from(episode.used_answer_tag));
+        report.mean_turns += episode.turns.len() as f64;
+        report.mean_tool_calls += episode.tool_call_count() as f64;
+        report.mean_reward += episode.reward;
+        *report
+            .failure_modes
+            .entry(episode.failure_mode)
+            .or_default() += 1;
+    }
+    let n = tasks.max(1) as f64;
+    report.accuracy /= n;
+    report.format_rate /= n;
+    report.mean_turns /= n;
+    report.mean_tool_calls /= n;
+    report.mean_reward /= n;
+    Ok(report)
 }
 
 /// Reports laid out as a plain-text table, one spec a row.

@@ -37,9 +37,9 @@ mod tools;
 
 pub use episode::{
     run_episode, Episode, EpisodeConfig, FailureMode, GenerateRequest, Policy, PolicyError,
-    Sampling, StopRule, Turn,
+    Sampling, StopRule, StopScanner, Turn,
 };
-pub use eval::{evaluate, ReportTable, SpecReport};
+pub use eval::{evaluate, evaluate_spec, ReportTable, SpecReport};
 pub use pyrandom::PyRandom;
 pub use scripted::{Noise, NoisyPolicy, OraclePolicy};
 pub use spec::{

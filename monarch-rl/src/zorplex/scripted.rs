@@ -149,18 +149,13 @@ impl Policy for NoisyPolicy {
 /// Emits `text` one character at a time, as a model emits tokens, stopping where
 /// the request's stop rule says or at its token budget.
 fn stream_out(text: &str, request: &GenerateRequest<'_>) -> String {
-    let mut out = String::new();
-    for (count, ch) in text.chars().enumerate() {
-        if count == request.max_tokens {
-            break;
-        }
-        out.push(ch);
-        if let Some(end) = request.stop.stop_point(&out) {
-            out.truncate(end);
-            break;
+    let mut scanner = request.stop.scanner();
+    for ch in text.chars().take(request.max_tokens) {
+        if let Some(end) = scanner.push(ch.encode_utf8(&mut [0; 4])) {
+            return scanner.text()[..end].to_string();
         }
     }
-    out
+    scanner.text().to_string()
 }
 
 /// The conversation as far as the scripted policies need it: the question asked

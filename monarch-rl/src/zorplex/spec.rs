@@ -61,6 +61,17 @@ impl SpecKind {
         SpecKind::Recursive { max_depth: 3 },
     ];
 
+    /// The mix RL trains and evaluates on: one spec of each family, the
+    /// compositional one with two words and `+`, redirect chains up to 2.
+    pub const fn rl_mix() -> [SpecKind; 4] {
+        [
+            SpecKind::Simple,
+            SpecKind::Compositional(Difficulty::Easy),
+            SpecKind::MultiStep,
+            SpecKind::Recursive { max_depth: 2 },
+        ]
+    }
+
     /// The tools a task of this kind offers.
     pub fn tools(self) -> &'static [Tool] {
         match self {

@@ -1,0 +1,106 @@
+//! Layer functions from differentiable candle operations (candle-nn's fused
+//! `rms_norm`, `rope` and `softmax_last_dim` have no backward pass).
+
+use candle_core::{Result, Tensor, D};
+
+/// RMS normalisation of the last dimension, scaled by `weight`.
+pub(crate) fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    let mean_square = x.sqr()?.mean_keepdim(D::Minus1)?;
+    x.broadcast_div(&(mean_square + eps)?.sqrt()?)?
+        .broadcast_mul(weight)
+}
+
+/// SiLU, `x * sigmoid(x)`.
+pub(crate) fn silu(x: &Tensor) -> Result<Tensor> {
+    x * candle_nn::ops::sigmoid(x)?
+}
+
+/// Softmax over the last dimension.
+pub(crate) fn softmax(x: &Tensor) -> Result<Tensor> {
+    candle_nn::ops::softmax(x, D::Minus1)
+}
+
+/// Rotary position embedding in the "rotate half" layout: `x` `(B, H, T, d)`,
+/// `cos` and `sin` `(B, 1, T, d)`.
+pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let half = x.dim(D::Minus1)? / 2;
+    let x1 = x.narrow(D::Minus1, 0, half)?;
+    let x2 = x.narrow(D::Minus1, half, half)?;
+    let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+    x.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var};
+
+    use super::*;
+
+    /// The gradient of `sum(f(x) * probe)` against central differences.
+    fn check(f: impl Fn(&Tensor) -> Result<Tensor>, shape: &[usize]) {
+        let device = Device::Cpu;
+        let n: usize = shape.iter().product();
+        let values: Vec<f64> = (0..n)
+            .map(|i| ((i * 7 + 3) % 11) as f64 / 5.0 - 1.0)
+            .collect();
+        let probe_values: Vec<f64> = (0..n * 4)
+            .map(|i| ((i * 5 + 1) % 7) as f64 / 3.0 - 1.0)
+            .collect();
+        let x = Var::from_vec(values.clone(), shape, &device).unwrap();
+        let out = f(x.as_tensor()).unwrap();
+        let probe = Tensor::from_vec(
+            probe_values[..out.elem_count()].to_vec(),
+            out.shape(),
+            &device,
+        )
+        .unwrap();
+        let grads = (out * &probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let analytic: Vec<f64> = grads
+            .get(x.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let eps = 1e-5;
+        for i in 0..n {
+            let at = |delta: f64| {
+                let mut v = values.clone();
+                v[i] += delta;
+                let t = Tensor::from_vec(v, shape, &device).unwrap();
+                (f(&t).unwrap() * &probe)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f64>()
+                    .unwrap()
+            };
+            let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
+            assert!(
+                (numeric - analytic[i]).abs() < 1e-6 * (1.0 + numeric.abs()),
+                "element {i}: {numeric} vs {}",
+                analytic[i]
+            );
+        }
+    }
+
+    #[test]
+    fn every_layer_function_matches_finite_differences() {
+        let device = Device::Cpu;
+        let weight = Tensor::new(&[0.5f64, -1.5, 2.0, 1.0], &device).unwrap();
+        check(|x| rms_norm(x, &weight, 1e-6), &[2, 3, 4]);
+        check(silu, &[3, 4]);
+        check(softmax, &[2, 5]);
+        let angles = Tensor::new(&[[0.3f64, 1.1, 0.3, 1.1], [2.0, -0.4, 2.0, -0.4]], &device)
+            .unwrap()
+            .reshape((1, 1, 2, 4))
+            .unwrap();
+        let (cos, sin) = (angles.cos().unwrap(), angles.sin().unwrap());
+        check(|x| rope(x, &cos, &sin), &[1, 2, 2, 4]);
+    }
+}
