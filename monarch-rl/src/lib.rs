@@ -7,9 +7,20 @@
 //! AdamW with global-norm clipping, weights as one flat buffer) and [`model`]
 //! the models, on candle (chosen over burn: it loads GGUF and safetensors
 //! weights directly, and its gaps, fused kernels without a backward pass, are
-//! avoided by building from its differentiable operations).
+//! avoided by building from its differentiable operations): a tiny
+//! transformer trained from scratch, SmolLM2 from its GGUF and Qwen2 from a
+//! Hugging Face directory, with batched generation over a key-value cache
+//! and a [`model::ModelPolicy`] that plays Zorplex and records what it
+//! sampled. [`pretrain`] warms a tiny model up on noisy scripted
+//! demonstrations and [`grpo`] trains a policy with group-relative RL.
+//!
+//! GPU: this crate's `cuda` feature turns on candle's, which needs nvcc and
+//! the CUDA toolkit at build time, so it is off by default and in CI; the
+//! models run on whatever candle `Device` their weights are loaded on.
 
+pub mod grpo;
 pub mod model;
 pub mod pretrain;
+pub mod replay;
 pub mod train;
 pub mod zorplex;

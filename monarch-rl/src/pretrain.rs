@@ -40,10 +40,10 @@ impl Default for PretrainConfig {
         PretrainConfig {
             kinds: crate::zorplex::SpecKind::rl_mix().to_vec(),
             episodes_per_kind: 400,
-            error_rate: 0.5,
-            steps: 400,
+            error_rate: 0.3,
+            steps: 500,
             batch_size: 16,
-            lr: 2e-3,
+            lr: 3e-3,
             seed: 0,
         }
     }
@@ -84,16 +84,16 @@ pub async fn demonstrations(
     let mut out = Vec::with_capacity(config.kinds.len() * config.episodes_per_kind);
     let episode_config = EpisodeConfig::default();
     for (k, &kind) in config.kinds.iter().enumerate() {
-        let seed = config.seed as i64 * 1000 + k as i64;
-        let mut spec = TaskSpec::new(kind, seed);
+        // Every episode draws its own value table, so the values cannot be
+        // memorised: only reading them from the tools' results works.
+        let seed = (config.seed as i64 * 16 + k as i64) * 1_000_000;
         let mut policies: Vec<NoisyPolicy> = Noise::ALL
             .iter()
             .enumerate()
-            .map(|(n, &noise)| {
-                NoisyPolicy::new(kind, noise, config.error_rate, seed * 10 + n as i64)
-            })
+            .map(|(n, &noise)| NoisyPolicy::new(kind, noise, config.error_rate, seed + n as i64))
             .collect();
         for episode_index in 0..config.episodes_per_kind {
+            let mut spec = TaskSpec::new(kind, seed + episode_index as i64);
             let task = spec.generate_task();
             let policy = &mut policies[episode_index % Noise::ALL.len()];
             let episode = run_episode(&spec, &task, policy, &episode_config)

@@ -1,7 +1,7 @@
 //! Layer functions from differentiable candle operations (candle-nn's fused
 //! `rms_norm`, `rope` and `softmax_last_dim` have no backward pass).
 
-use candle_core::{Result, Tensor, D};
+use candle_core::{DType, Device, Result, Tensor, D};
 
 /// RMS normalisation of the last dimension, scaled by `weight`.
 pub(crate) fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
@@ -28,6 +28,24 @@ pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     let x2 = x.narrow(D::Minus1, half, half)?;
     let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
     x.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?
+}
+
+/// The rotary tables for `positions` positions of heads `dim` wide, `f32`
+/// `(positions, dim)` each, the frequencies of the two halves repeated.
+pub(crate) fn rotary_tables(
+    dim: usize,
+    positions: usize,
+    theta: f64,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
+    let inv: Vec<f32> = (0..dim / 2)
+        .map(|i| (1.0 / theta.powf(2.0 * i as f64 / dim as f64)) as f32)
+        .collect();
+    let inv = Tensor::new(inv.as_slice(), device)?;
+    let at = Tensor::arange(0u32, positions as u32, device)?.to_dtype(DType::F32)?;
+    let freqs = at.unsqueeze(1)?.broadcast_mul(&inv.unsqueeze(0)?)?;
+    let freqs = Tensor::cat(&[&freqs, &freqs], 1)?;
+    Ok((freqs.cos()?, freqs.sin()?))
 }
 
 #[cfg(test)]

@@ -3,11 +3,11 @@
 //! operations so that every weight trains. Weights use the Hugging Face
 //! names and layout; [`super::gguf`] converts GGUF files into it.
 
-use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_core::{Device, Module, Result, Tensor};
 use candle_nn::{linear_b, linear_no_bias, Embedding, Linear, VarBuilder};
 use serde::Deserialize;
 
-use super::layers::{rms_norm, rope, silu, softmax};
+use super::layers::{rms_norm, rope, rotary_tables, silu, softmax};
 use super::{KvCache, LanguageModel, Step};
 
 /// The shape of a [`Llama`].
@@ -155,7 +155,13 @@ impl Llama {
         } else {
             linear_no_bias(hidden, config.vocab_size, vb.pp("lm_head"))?
         };
-        let (cos, sin) = rotary_tables(&config, vb.dtype(), vb.device())?;
+        let (cos, sin) = rotary_tables(
+            config.head_dim(),
+            config.context(),
+            config.rope_theta,
+            vb.device(),
+        )?;
+        let (cos, sin) = (cos.to_dtype(vb.dtype())?, sin.to_dtype(vb.dtype())?);
         Ok(Llama {
             embed: Embedding::new(embeddings, hidden),
             blocks,
@@ -271,17 +277,4 @@ fn repeat_kv(x: &Tensor, n: usize) -> Result<Tensor> {
     x.unsqueeze(2)?
         .broadcast_as((b, kv, n, t, d))?
         .reshape((b, kv * n, t, d))
-}
-
-/// The rotary tables, `(context, head_dim)` each, halves repeated.
-fn rotary_tables(config: &LlamaConfig, dtype: DType, device: &Device) -> Result<(Tensor, Tensor)> {
-    let dim = config.head_dim();
-    let inv: Vec<f32> = (0..dim / 2)
-        .map(|i| (1.0 / config.rope_theta.powf(2.0 * i as f64 / dim as f64)) as f32)
-        .collect();
-    let inv = Tensor::new(inv.as_slice(), device)?;
-    let positions = Tensor::arange(0u32, config.context() as u32, device)?.to_dtype(DType::F32)?;
-    let freqs = positions.unsqueeze(1)?.broadcast_mul(&inv.unsqueeze(0)?)?;
-    let freqs = Tensor::cat(&[&freqs, &freqs], 1)?;
-    Ok((freqs.cos()?.to_dtype(dtype)?, freqs.sin()?.to_dtype(dtype)?))
 }

@@ -1,0 +1,226 @@
+//! Generation and training throughput of the policy models on this machine's
+//! CPU, with their memory: the tiny transformer always, SmolLM2 when its
+//! GGUF has been fetched (`scripts/fetch-smollm2.sh`).
+//!
+//!     cargo bench -p monarch-rs-rl --bench models
+//!
+//! Each figure is the best of three timed runs after a warm-up run, printed
+//! beside the limit this machine sets, measured in the same run: batch-1
+//! generation reads every weight once per token, so it cannot beat memory
+//! bandwidth / weight bytes; batched generation and training cannot beat
+//! the machine's matrix-multiply rate divided by 2 (forward) or 6 (forward
+//! and backward) flops per parameter per token.
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarMap;
+use monarch_rl::model::{
+    generate, GenerateOptions, LanguageModel, Sampler, SmolLM2, TextTokenizer, TinyConfig,
+    TinyTransformer, ZorplexTokenizer,
+};
+use monarch_rl::train::{
+    pack, policy_loss, token_logprobs, Batch, LossConfig, Sequence, Trainer, TrainerConfig,
+};
+use monarch_rl::zorplex::{Sampling, SpecKind, TaskSpec};
+
+fn main() {
+    let device = Device::Cpu;
+    let limits = Limits::measure(&device);
+    println!(
+        "limits: memcpy {:.1} GiB/s, f32 matmul {:.1} GFLOP/s (candle, 1024x1024)",
+        limits.copy_bytes_per_s / (1u64 << 30) as f64,
+        limits.flops / 1e9
+    );
+    let prompt_text = {
+        let mut spec = TaskSpec::new(SpecKind::Simple, 1);
+        let task = spec.generate_task();
+        format!(
+            "{}\n\nUser: {}\nAssistant: ",
+            spec.system_prompt(),
+            task.question
+        )
+    };
+    println!(
+        "model          params  weights MiB  RSS+ MiB | gen b=1 tok/s (of limit) | gen b=8 tok/s (of limit) | train tok/s (of limit)"
+    );
+    let before = resident_bytes();
+    let tokenizer = ZorplexTokenizer::new();
+    let config = TinyConfig {
+        vocab: tokenizer.vocab_size(),
+        ..TinyConfig::default()
+    };
+    let (vars, model) = TinyTransformer::seeded(config, 0, &device).unwrap();
+    let loaded = resident_bytes().saturating_sub(before);
+    report(
+        "tiny",
+        &model,
+        &vars,
+        &tokenizer,
+        &prompt_text,
+        loaded,
+        &limits,
+    );
+
+    let path = std::env::var_os("MONARCH_SMOLLM2_GGUF")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/monarch-rs/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
+    if path.exists() {
+        let before = resident_bytes();
+        let smol = SmolLM2::load(&path, DType::F32, &device).unwrap();
+        let loaded = resident_bytes().saturating_sub(before);
+        report(
+            "smollm2-135m",
+            &smol.model,
+            &smol.vars,
+            &smol.tokenizer,
+            &prompt_text,
+            loaded,
+            &limits,
+        );
+    } else {
+        println!(
+            "smollm2: skipped, no GGUF at {} (run scripts/fetch-smollm2.sh)",
+            path.display()
+        );
+    }
+}
+
+/// This machine's limits, measured in this run.
+struct Limits {
+    copy_bytes_per_s: f64,
+    flops: f64,
+}
+
+impl Limits {
+    fn measure(device: &Device) -> Self {
+        let source = vec![1u8; 256 << 20];
+        let mut target = vec![0u8; source.len()];
+        let copy = best_of(|| {
+            target.copy_from_slice(std::hint::black_box(&source));
+            std::hint::black_box(&mut target);
+            source.len()
+        });
+        let n = 1024;
+        let a = Tensor::randn(0f32, 1.0, (n, n), device).unwrap();
+        let b = Tensor::randn(0f32, 1.0, (n, n), device).unwrap();
+        let flops = best_of(|| {
+            std::hint::black_box(a.matmul(&b).unwrap());
+            2 * n * n * n
+        });
+        Limits {
+            copy_bytes_per_s: copy,
+            flops,
+        }
+    }
+}
+
+fn report(
+    name: &str,
+    model: &dyn LanguageModel,
+    vars: &VarMap,
+    tokenizer: &dyn TextTokenizer,
+    prompt_text: &str,
+    loaded_bytes: u64,
+    limits: &Limits,
+) {
+    let params: usize = vars.all_vars().iter().map(|v| v.elem_count()).sum();
+    let weight_bytes = (params * 4) as f64;
+    let prompt = tokenizer.encode(prompt_text).unwrap();
+    let options = GenerateOptions {
+        max_tokens: 32,
+        stop: None,
+    };
+    let sampling = Sampling {
+        temperature: 1.0,
+        top_p: 1.0,
+        seed: 1,
+    };
+    // Generated tokens only: the prompt's prefill is part of the time.
+    let gen = |rows: usize| {
+        best_of(|| {
+            let prompts: Vec<&[u32]> = (0..rows).map(|_| prompt.as_slice()).collect();
+            let out = generate(
+                model,
+                tokenizer,
+                &prompts,
+                &options,
+                &mut Sampler::new(sampling),
+            )
+            .unwrap();
+            out.iter().map(|g| g.tokens.len()).sum::<usize>()
+        })
+    };
+    let single = gen(1);
+    let batched = gen(8);
+    let train_len = 64;
+    let train = {
+        let mut trainer = Trainer::new(vars.all_vars(), TrainerConfig::default()).unwrap();
+        let tokens: Vec<u32> = prompt.iter().copied().cycle().take(train_len + 1).collect();
+        let mask = vec![true; tokens.len()];
+        best_of(|| {
+            let sequences: Vec<Sequence<'_>> = (0..8)
+                .map(|_| Sequence {
+                    tokens: &tokens,
+                    mask: &mask,
+                    behaviour_logp: &[],
+                })
+                .collect();
+            let packed = pack(&sequences, 0, model.device()).unwrap();
+            let logits = model.forward(&packed.inputs).unwrap();
+            let behaviour = token_logprobs(&logits, &packed.targets).unwrap().detach();
+            let advantages = Tensor::ones(8, DType::F32, model.device()).unwrap();
+            let batch = Batch {
+                logits: &logits,
+                targets: &packed.targets,
+                mask: &packed.mask,
+                behaviour_logp: &behaviour,
+                advantages: &advantages,
+            };
+            let (loss, _) = policy_loss(&batch, &LossConfig::default()).unwrap();
+            trainer.step(&loss).unwrap();
+            8 * train_len
+        })
+    };
+    let single_limit = limits.copy_bytes_per_s / weight_bytes;
+    let forward_limit = limits.flops / (2.0 * params as f64);
+    let train_limit = limits.flops / (6.0 * params as f64);
+    let mib = |bytes: f64| bytes / (1u64 << 20) as f64;
+    println!(
+        "{name:<14} {:>5.1} M {:>11.1} {:>9.1} | {single:>13.1} ({:>5.1}%)  | {batched:>13.1} ({:>5.1}%)  | {train:>11.1} ({:>5.1}%)",
+        params as f64 / 1e6,
+        mib(weight_bytes),
+        mib(loaded_bytes as f64),
+        100.0 * single / single_limit,
+        100.0 * batched / forward_limit,
+        100.0 * train / train_limit,
+    );
+}
+
+/// This process's resident memory, from `/proc/self/statm` (0 where there
+/// is none).
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// Units per second of `run` (which returns the units it processed): the
+/// best of three after one warm-up.
+fn best_of(mut run: impl FnMut() -> usize) -> f64 {
+    run();
+    (0..3)
+        .map(|_| {
+            let started = Instant::now();
+            let units = run();
+            units as f64 / started.elapsed().as_secs_f64()
+        })
+        .fold(0.0, f64::max)
+}
