@@ -143,7 +143,7 @@ pub async fn train_grpo<M: LanguageModel, T: TextTokenizer>(
 
 /// The task seed of group `index` of a run seeded `seed`; runs seeded apart
 /// never share tasks with the warm-up's (below 2^40) or each other.
-fn task_seed(seed: u64, index: u64) -> i64 {
+pub(crate) fn task_seed(seed: u64, index: u64) -> i64 {
     ((1u64 << 40) + (seed << 24) + index) as i64
 }
 

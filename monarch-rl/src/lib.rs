@@ -12,12 +12,15 @@
 //! Hugging Face directory, with batched generation over a key-value cache
 //! and a [`model::ModelPolicy`] that plays Zorplex and records what it
 //! sampled. [`pretrain`] warms a tiny model up on noisy scripted
-//! demonstrations and [`grpo`] trains a policy with group-relative RL.
+//! demonstrations and [`grpo`] trains a policy with group-relative RL in one
+//! process; [`async_rl`] runs the same training on actors across processes,
+//! with generation and training overlapping.
 //!
 //! GPU: this crate's `cuda` feature turns on candle's, which needs nvcc and
 //! the CUDA toolkit at build time, so it is off by default and in CI; the
 //! models run on whatever candle `Device` their weights are loaded on.
 
+pub mod async_rl;
 pub mod grpo;
 pub mod model;
 pub mod pretrain;

@@ -61,7 +61,7 @@ pub struct Demonstration {
 }
 
 /// What a warm-up did.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PretrainReport {
     /// Demonstrations trained on.
     pub demonstrations: usize,

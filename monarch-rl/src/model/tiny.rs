@@ -17,7 +17,7 @@ use super::{KvCache, LanguageModel, Step};
 const EPS: f64 = 1e-6;
 
 /// The shape of a [`TinyTransformer`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TinyConfig {
     /// Tokens in the vocabulary.
     pub vocab: usize,

@@ -1,0 +1,245 @@
+//! The trainer actor: warms the policy up, takes policy-gradient steps on
+//! whole groups no older than the staleness bound, and publishes every new
+//! version of the weights into a ring of registered memory.
+
+use std::time::Instant;
+
+use candle_core::Device;
+use candle_nn::VarMap;
+use monarch_rdma::{RdmaError, SnapshotRing};
+use serde::{Deserialize, Serialize};
+
+use super::generator::cpu_bound;
+use super::weights::WeightSource;
+use crate::grpo::{train_step, GrpoConfig, Sample, StepReport};
+use crate::model::{ModelError, TextTokenizer, TinyConfig, TinyTransformer, ZorplexTokenizer};
+use crate::pretrain::{demonstrations, pretrain, PretrainConfig, PretrainReport};
+use crate::replay::Group;
+use crate::train::{FlatError, FlatWeights, LossConfig, Trainer, TrainerConfig};
+
+/// How a [`PolicyTrainer`] is made.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainerParams {
+    /// The model's shape.
+    pub model: TinyConfig,
+    /// Seeds the initial weights.
+    pub seed: u64,
+    /// Slots of the weight ring (readers lapped by more than this many
+    /// publishes retry on the newest).
+    pub ring_slots: usize,
+    /// Episodes per group.
+    pub group_size: usize,
+    /// Divide advantages by the group's standard deviation.
+    pub normalize_std: bool,
+    /// The learning rate of the RL steps.
+    pub lr: f64,
+    /// The most versions a trained sample's policy may be behind.
+    pub max_policy_age: u64,
+}
+
+/// How to warm the model up (see [`PretrainConfig`]).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WarmUp {
+    /// Demonstrations per spec.
+    pub episodes_per_kind: usize,
+    /// Optimiser steps.
+    pub steps: usize,
+    /// Seeds the demonstrations and batches.
+    pub seed: u64,
+}
+
+impl Default for WarmUp {
+    fn default() -> Self {
+        let defaults = PretrainConfig::default();
+        WarmUp {
+            episodes_per_kind: defaults.episodes_per_kind,
+            steps: defaults.steps,
+            seed: defaults.seed,
+        }
+    }
+}
+
+/// What one RL step did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainReport {
+    /// The loss and its statistics.
+    pub step: StepReport,
+    /// The version published after the step.
+    pub version: u64,
+    /// Groups trained on.
+    pub groups: usize,
+    /// Groups refused because their policy was more than `max_policy_age`
+    /// versions behind.
+    pub refused_stale: usize,
+    /// The largest version gap among the groups trained on.
+    pub max_gap: u64,
+    /// Time to publish the new version, in seconds.
+    pub publish_seconds: f64,
+    /// Bytes published.
+    pub publish_bytes: u64,
+}
+
+/// Why the trainer could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainerError {
+    /// The model failed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The weights could not be exported.
+    #[error(transparent)]
+    Flat(#[from] FlatError),
+    /// The weights could not be published.
+    #[error("publishing weights: {0}")]
+    Publish(#[from] RdmaError),
+    /// `reset` before any warm-up.
+    #[error("nothing to reset to: warm the model up first")]
+    NotWarm,
+}
+
+/// The trainer: the policy's master weights, the optimiser and the ring.
+pub struct PolicyTrainer {
+    model: TinyTransformer,
+    vars: VarMap,
+    optimiser: Trainer,
+    ring: SnapshotRing,
+    layout: Vec<crate::train::TensorLayout>,
+    warm: Option<FlatWeights>,
+    grpo: GrpoConfig,
+    lr: f64,
+    max_policy_age: u64,
+}
+
+#[monarch_derive::actor]
+impl PolicyTrainer {
+    /// Builds the model from its seed and publishes its weights as version 1.
+    #[init]
+    async fn new(params: TrainerParams) -> Result<Self, TrainerError> {
+        let (vars, model) = TinyTransformer::seeded(params.model, params.seed, &Device::Cpu)
+            .map_err(ModelError::from)?;
+        let exported = export(&vars)?;
+        let mut ring = SnapshotRing::new(params.ring_slots.max(1), exported.bytes.len())?;
+        ring.publish(&exported.bytes)?;
+        let grpo = GrpoConfig {
+            group_size: params.group_size,
+            normalize_std: params.normalize_std,
+            loss: LossConfig::default(),
+            ..GrpoConfig::default()
+        };
+        Ok(PolicyTrainer {
+            optimiser: optimiser(&vars, params.lr)?,
+            model,
+            vars,
+            ring,
+            layout: exported.layout,
+            warm: None,
+            grpo,
+            lr: params.lr,
+            max_policy_age: params.max_policy_age,
+        })
+    }
+
+    /// Where generators pull the weights from.
+    #[endpoint]
+    async fn weights(&self) -> WeightSource {
+        WeightSource {
+            ring: self.ring.handle(),
+            layout: self.layout.clone(),
+        }
+    }
+
+    /// The newest published version.
+    #[endpoint]
+    async fn version(&self) -> u64 {
+        self.ring.version()
+    }
+
+    /// Warms the model up on noisy scripted demonstrations, keeps the result
+    /// for [`reset`](PolicyTrainerClient::reset) and publishes it.
+    #[endpoint]
+    async fn warm_up(&mut self, warm_up: WarmUp) -> Result<(PretrainReport, u64), TrainerError> {
+        let config = PretrainConfig {
+            episodes_per_kind: warm_up.episodes_per_kind,
+            steps: warm_up.steps,
+            seed: warm_up.seed,
+            ..PretrainConfig::default()
+        };
+        let tokenizer = ZorplexTokenizer::new();
+        let demos = cpu_bound(demonstrations(&config, &tokenizer))?;
+        let report = cpu_bound(async {
+            pretrain(&self.model, &self.vars, tokenizer.pad(), &demos, &config)
+        })?;
+        let warm = export(&self.vars)?;
+        let version = self.ring.publish(&warm.bytes)?;
+        self.warm = Some(warm);
+        self.optimiser = optimiser(&self.vars, self.lr)?;
+        Ok((report, version))
+    }
+
+    /// Puts the warm weights back with a fresh optimiser and publishes them
+    /// as a new version, so that another run starts where this one did.
+    #[endpoint]
+    async fn reset(&mut self) -> Result<u64, TrainerError> {
+        let warm = self.warm.as_ref().ok_or(TrainerError::NotWarm)?;
+        warm.import(&self.vars.data().lock().expect("var map lock"))?;
+        let version = self.ring.publish(&warm.bytes)?;
+        self.optimiser = optimiser(&self.vars, self.lr)?;
+        Ok(version)
+    }
+
+    /// One policy-gradient step on `groups`; groups whose policy is more
+    /// than `max_policy_age` versions behind are refused, never trained on.
+    #[endpoint]
+    async fn train(&mut self, groups: Vec<Group>) -> Result<TrainReport, TrainerError> {
+        let current = self.ring.version();
+        let (fresh, stale): (Vec<Group>, Vec<Group>) = groups
+            .into_iter()
+            .partition(|g| current.saturating_sub(g.policy_version()) <= self.max_policy_age);
+        let max_gap = fresh
+            .iter()
+            .map(|g| current.saturating_sub(g.policy_version()))
+            .max()
+            .unwrap_or(0);
+        let samples: Vec<Sample> = fresh
+            .iter()
+            .flat_map(|g| &g.members)
+            .map(|m| Sample {
+                trajectory: m.trajectory.clone(),
+                reward: m.reward,
+                correct: m.correct,
+            })
+            .collect();
+        let started = Instant::now();
+        let mut step = cpu_bound(async {
+            train_step(&self.model, &mut self.optimiser, &samples, &self.grpo)
+        })?;
+        step.seconds = started.elapsed().as_secs_f64();
+        let mut report = TrainReport {
+            step,
+            version: current,
+            groups: fresh.len(),
+            refused_stale: stale.len(),
+            max_gap,
+            publish_seconds: 0.0,
+            publish_bytes: 0,
+        };
+        if report.step.trained > 0 {
+            // Only a step that changed the weights makes a new version.
+            let published = Instant::now();
+            let exported = export(&self.vars)?;
+            report.version = self.ring.publish(&exported.bytes)?;
+            report.publish_seconds = published.elapsed().as_secs_f64();
+            report.publish_bytes = exported.bytes.len() as u64;
+        }
+        Ok(report)
+    }
+}
+
+fn export(vars: &VarMap) -> Result<FlatWeights, FlatError> {
+    FlatWeights::export(&vars.data().lock().expect("var map lock"))
+}
+
+fn optimiser(vars: &VarMap, lr: f64) -> Result<Trainer, ModelError> {
+    let mut config = TrainerConfig::default();
+    config.adamw.lr = lr;
+    Ok(Trainer::new(vars.all_vars(), config)?)
+}

@@ -1,0 +1,271 @@
+//! The async RL loop across real processes: a trainer process and generator
+//! processes, weights through a ring of registered memory. This binary
+//! re-executes itself as the workers, so it has its own `main`.
+//!
+//! `cargo test -p monarch-rs-rl --test async_rl` (a minute or so on two
+//! cores: the model is small and untrained, the episodes short).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use monarch_core::prelude::*;
+use monarch_core::Host;
+use monarch_rl::async_rl::{
+    run_loop, GeneratorParams, GeneratorPool, LoopConfig, LoopReport, Mode, PolicyTrainer,
+    PoolEvent, TrainerParams, WarmUp,
+};
+use monarch_rl::model::{TextTokenizer, TinyConfig, ZorplexTokenizer};
+use monarch_rl::zorplex::{EpisodeConfig, Sampling, SpecKind};
+
+/// Every scenario is bounded by this.
+const LIMIT: Duration = Duration::from_secs(300);
+
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+});
+
+type Scenario = fn() -> Pin<Box<dyn Future<Output = Result<(), Failed>>>>;
+
+fn main() {
+    monarch_core::bootstrap();
+    // A generator killed on purpose is a fault this process expects.
+    this_proc().set_fault_hook(Arc::new(|event: &SupervisionEvent| {
+        tracing::warn!(%event, "worker fault");
+    }));
+    let scenarios: Vec<(&str, Scenario)> = vec![
+        ("both_modes_advance_the_policy_version", || {
+            Box::pin(both_modes())
+        }),
+        ("a_killed_generator_does_not_stop_training", || {
+            Box::pin(killed_generator())
+        }),
+    ];
+    let trials = scenarios
+        .into_iter()
+        .map(|(name, scenario)| {
+            Trial::test(name, move || {
+                RUNTIME.block_on(async move {
+                    tokio::time::timeout(LIMIT, scenario())
+                        .await
+                        .map_err(|_| Failed::from(format!("{name} timed out")))?
+                })
+            })
+        })
+        .collect();
+    let mut args = Arguments::from_args();
+    // The scenarios start processes of their own: one at a time.
+    args.test_threads = Some(1);
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn check(condition: bool, what: &str) -> Result<(), Failed> {
+    if condition {
+        Ok(())
+    } else {
+        Err(what.into())
+    }
+}
+
+fn model() -> TinyConfig {
+    TinyConfig {
+        vocab: ZorplexTokenizer::new().vocab_size(),
+        dim: 32,
+        layers: 1,
+        heads: 2,
+        ffn: 64,
+        max_len: 512,
+    }
+}
+
+fn loop_config(mode: Mode) -> LoopConfig {
+    LoopConfig {
+        mode,
+        steps: 3,
+        groups_per_step: 2,
+        group_size: 4,
+        max_policy_age: 1,
+        kinds: vec![SpecKind::Simple, SpecKind::MultiStep],
+        seed: 3,
+        call_timeout: Duration::from_secs(120),
+        kill_generator_after: None,
+    }
+}
+
+/// A trainer process and `generators` generator processes.
+async fn start(
+    generators: usize,
+) -> Result<(ProcMesh, ActorMesh<PolicyTrainer>, GeneratorPool), Failed> {
+    let trainer_procs = Host::owned_by(this_proc())
+        .spawn_procs(shape! { trainer = 1 })
+        .await?;
+    let params = TrainerParams {
+        model: model(),
+        seed: 1,
+        ring_slots: 2,
+        group_size: 4,
+        normalize_std: false,
+        lr: 1e-3,
+        max_policy_age: 1,
+    };
+    let trainer = trainer_procs
+        .spawn::<PolicyTrainer>("trainer", params)
+        .await?;
+    // A short warm-up, so that the members of a group differ in reward
+    // (GRPO drops groups whose rewards are all equal, and a step that trains
+    // on nothing publishes no version).
+    let warm_up = WarmUp {
+        episodes_per_kind: 30,
+        steps: 40,
+        seed: 0,
+    };
+    trainer.warm_up(warm_up).call_one().await?;
+    let weights = trainer.weights().call_one().await?;
+    let episode = EpisodeConfig {
+        max_turns: 2,
+        max_tokens_per_turn: 24,
+        sampling: Sampling {
+            temperature: 1.0,
+            top_p: 1.0,
+            seed: 0,
+        },
+        ..EpisodeConfig::default()
+    };
+    let pool = GeneratorPool::spawn(
+        generators,
+        GeneratorParams {
+            model: model(),
+            weights,
+            episode,
+            sync_deadline_ms: 30_000,
+            id: 0,
+        },
+    )
+    .await?;
+    Ok((trainer_procs, trainer, pool))
+}
+
+/// Checks what every run must hold: the steps ran, each published a new
+/// version, and nothing trained on was older than the bound.
+fn check_run(report: &LoopReport, config: &LoopConfig, first: u64) -> Result<(), Failed> {
+    check(report.steps.len() == config.steps, "every step ran")?;
+    // A step publishes a new version exactly when it trained on something
+    // (GRPO drops groups whose rewards are all equal).
+    let mut previous = first;
+    for step in &report.steps {
+        let advanced = step.version == previous + 1;
+        check(
+            advanced == (step.train.step.trained > 0) && step.version >= previous,
+            &format!("step {}: version {previous} -> {}", step.step, step.version),
+        )?;
+        previous = step.version;
+    }
+    check(previous > first, "the policy version advanced")?;
+    for step in &report.steps {
+        check(
+            step.train.max_gap <= config.max_policy_age && step.train.refused_stale == 0,
+            &format!(
+                "step {} trained on a sample older than the bound",
+                step.step
+            ),
+        )?;
+        check(
+            step.train.groups == config.groups_per_step,
+            "whole batches of groups",
+        )?;
+    }
+    check(
+        report
+            .syncs
+            .iter()
+            .all(|s| s.bytes > 0 && s.version > s.previous),
+        "every sync loaded a newer version",
+    )?;
+    Ok(())
+}
+
+async fn both_modes() -> Result<(), Failed> {
+    let (procs, trainer, mut pool) = start(2).await?;
+    for mode in [Mode::Sync, Mode::Async] {
+        let config = loop_config(mode);
+        let first = trainer.version().call_one().await?;
+        let report = run_loop(&trainer, &mut pool, &config, |_| {}).await?;
+        check_run(&report, &config, first)?;
+        check(report.events.is_empty(), "no generator failed")?;
+        if mode == Mode::Sync {
+            // In sync mode every group is played with the newest weights.
+            check(
+                report.steps.iter().all(|s| s.train.max_gap == 0),
+                "sync mode trains on the current policy only",
+            )?;
+            // ...which the generators pulled between batches.
+            let published_before_last = report.steps[..report.steps.len() - 1]
+                .iter()
+                .any(|s| s.train.step.trained > 0);
+            check(
+                !published_before_last || !report.syncs.is_empty(),
+                &format!(
+                    "{} run: generators synced the versions published during the run: {:?}",
+                    report.mode,
+                    report
+                        .steps
+                        .iter()
+                        .map(|s| (s.version, s.train.step.trained, s.train.max_gap))
+                        .collect::<Vec<_>>()
+                ),
+            )?;
+        }
+    }
+    pool.stop().await;
+    procs.stop().await;
+    Ok(())
+}
+
+async fn killed_generator() -> Result<(), Failed> {
+    let (procs, trainer, mut pool) = start(2).await?;
+    let config = LoopConfig {
+        steps: 4,
+        kill_generator_after: Some(1),
+        ..loop_config(Mode::Async)
+    };
+    let first = trainer.version().call_one().await?;
+    let report = run_loop(&trainer, &mut pool, &config, |_| {}).await?;
+    check_run(&report, &config, first)?;
+    let killed = report
+        .events
+        .iter()
+        .find_map(|e| match e {
+            PoolEvent::Killed { generator, .. } => Some(*generator),
+            _ => None,
+        })
+        .ok_or("the kill is reported")?;
+    check(
+        report
+            .events
+            .iter()
+            .any(|e| matches!(e, PoolEvent::Replaced { failed, .. } if *failed == killed)),
+        &format!("the killed generator is replaced: {:?}", report.events),
+    )?;
+    check(pool.spawned() == 3, "one replacement was started")?;
+    check(
+        pool.healthy().len() == 2,
+        "the pool is back to two healthy generators",
+    )?;
+    // Every trained sequence came from a completed episode of a healthy
+    // generator: the killed one produced nothing after the kill, and no
+    // group was trained on in part.
+    for step in &report.steps {
+        check(
+            step.train.step.episodes == config.groups_per_step * config.group_size,
+            "whole groups only",
+        )?;
+    }
+    pool.stop().await;
+    procs.stop().await;
+    Ok(())
+}
