@@ -14,8 +14,8 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use monarch_core::prelude::*;
 use monarch_core::Host;
 use monarch_rl::async_rl::{
-    run_loop, GeneratorParams, GeneratorPool, LoopConfig, LoopReport, Mode, PolicyTrainer,
-    PoolEvent, TrainerParams, WarmUp,
+    run_loop, GeneratorParams, GeneratorPool, GroupRequest, LoopConfig, LoopReport, Mode,
+    PolicyTrainer, PoolEvent, TrainerParams, WarmUp,
 };
 use monarch_rl::model::{TextTokenizer, TinyConfig, ZorplexTokenizer};
 use monarch_rl::zorplex::{EpisodeConfig, Sampling, SpecKind};
@@ -44,6 +44,9 @@ fn main() {
         }),
         ("a_killed_generator_does_not_stop_training", || {
             Box::pin(killed_generator())
+        }),
+        ("samples_older_than_the_bound_are_never_trained_on", || {
+            Box::pin(stale_refused())
         }),
     ];
     let trials = scenarios
@@ -265,6 +268,49 @@ async fn killed_generator() -> Result<(), Failed> {
             "whole groups only",
         )?;
     }
+    pool.stop().await;
+    procs.stop().await;
+    Ok(())
+}
+
+/// A group played by a policy two versions behind a trainer whose bound is
+/// one is refused whole, trains nothing and publishes no version; a fresh
+/// group beside it is trained on.
+async fn stale_refused() -> Result<(), Failed> {
+    let (procs, trainer, pool) = start(1).await?;
+    let current = trainer.version().call_one().await?;
+    let fresh = pool
+        .generator(0)
+        .play_group(GroupRequest {
+            kind: SpecKind::Simple,
+            task_seed: 7,
+            size: 4,
+            sample_seed: 1,
+        })
+        .call_one()
+        .await?
+        .group;
+    check(
+        fresh.policy_version() == current,
+        "played with the newest weights",
+    )?;
+    let mut stale = fresh.clone();
+    for member in &mut stale.members {
+        member.policy_version = current - 2;
+    }
+    let only_stale = trainer.train(vec![stale.clone()]).call_one().await?;
+    check(
+        only_stale.refused_stale == 1
+            && only_stale.groups == 0
+            && only_stale.step.episodes == 0
+            && only_stale.version == current,
+        &format!("a stale group alone trains nothing: {only_stale:?}"),
+    )?;
+    let mixed = trainer.train(vec![stale, fresh]).call_one().await?;
+    check(
+        mixed.refused_stale == 1 && mixed.groups == 1 && mixed.step.episodes == 4,
+        &format!("only the fresh group is trained on: {mixed:?}"),
+    )?;
     pool.stop().await;
     procs.stop().await;
     Ok(())

@@ -231,7 +231,7 @@ pub async fn run_loop(
     }
     let started = Instant::now();
     let timeout = config.call_timeout;
-    let mut version = trainer_call(timeout, trainer.version().call_one()).await?;
+    let mut version = trainer_call(timeout, trainer.version().timeout(timeout).call_one()).await?;
     let ahead = match config.mode {
         Mode::Sync => 0,
         Mode::Async => config.max_policy_age as usize,
@@ -283,7 +283,7 @@ pub async fn run_loop(
             if let Some(groups) = buffer.sample(batch, version) {
                 let trainer = trainer.clone();
                 training = Some(Box::pin(async move {
-                    trainer_call(timeout, trainer.train(groups).call_one()).await
+                    trainer_call(timeout, trainer.train(groups).timeout(timeout).call_one()).await
                 }));
             }
         }
@@ -396,12 +396,16 @@ fn play(
     let generator = pool.generator(slot).clone();
     let id = pool.id(slot);
     Box::pin(async move {
-        let result =
-            match tokio::time::timeout(timeout, generator.play_group(request).call_one()).await {
-                Err(_) => Err(PoolError::Timeout { id, after: timeout }),
-                Ok(Err(error)) => Err(PoolError::Call { id, error }),
-                Ok(Ok(result)) => Ok(result),
-            };
+        let result = match tokio::time::timeout(
+            timeout,
+            generator.play_group(request).timeout(timeout).call_one(),
+        )
+        .await
+        {
+            Err(_) => Err(PoolError::Timeout { id, after: timeout }),
+            Ok(Err(error)) => Err(PoolError::Call { id, error }),
+            Ok(Ok(result)) => Ok(result),
+        };
         (slot, request, attempt, result)
     })
 }
@@ -439,6 +443,7 @@ pub async fn evaluate(
                 timeout,
                 generator
                     .evaluate(kind, seed, tasks, temperature)
+                    .timeout(timeout)
                     .call_one(),
             )
             .await

@@ -159,7 +159,7 @@ impl GeneratorPool {
     pub async fn kill(&self, slot: usize, timeout: Duration) -> Result<u32, PoolError> {
         let member = &self.members[slot];
         let id = member.id;
-        let pid = tokio::time::timeout(timeout, member.mesh.pid().call_one())
+        let pid = tokio::time::timeout(timeout, member.mesh.pid().timeout(timeout).call_one())
             .await
             .map_err(|_| PoolError::Timeout { id, after: timeout })?
             .map_err(|error| PoolError::Call { id, error })?;
