@@ -200,8 +200,10 @@ pub enum LoopError {
     #[error("bad loop configuration: {0}")]
     Config(String),
     /// Nothing was in flight and nothing could be started: a bug.
-    #[error("the loop stalled with {admitted} groups admitted and {held} held")]
+    #[error("the loop stalled with {admitted} groups admitted and {held} held: {detail}")]
     Stalled {
+        /// The loop's counters.
+        detail: String,
         /// Groups admitted so far.
         admitted: usize,
         /// Groups in the replay buffer.
@@ -256,6 +258,9 @@ pub async fn run_loop(
     let mut killed = false;
     while report.steps.len() < config.steps {
         let trained = report.steps.len();
+        // Groups too old for the trainer go first, so that admission counts
+        // their replacements.
+        buffer.evict_stale(version);
         // Admission: groups that can still reach the trainer stay within
         // `ahead` batches beyond the one being gathered.
         let limit = batch * (trained + ahead + 1).min(config.steps);
@@ -291,6 +296,13 @@ pub async fn run_loop(
             return Err(LoopError::Stalled {
                 admitted,
                 held: buffer.len(),
+                detail: format!(
+                    "trained {trained}, lost {lost}, evicted {}, retries {}, idle {:?}, limit {limit}, events {:?}",
+                    evicted(&buffer),
+                    retries.len(),
+                    idle,
+                    report.events
+                ),
             });
         }
         let event = tokio::select! {
