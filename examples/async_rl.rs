@@ -18,7 +18,7 @@ use monarch::rl::async_rl::{
     PolicyTrainer, StepMetrics, TrainerParams, WarmUp,
 };
 use monarch::rl::model::{TextTokenizer, TinyConfig, ZorplexTokenizer};
-use monarch::rl::zorplex::{EpisodeConfig, ReportTable, Sampling, SpecKind, SpecReport};
+use monarch::rl::zorplex::{EpisodeConfig, ReportTable, SpecKind, SpecReport};
 use monarch::Host;
 
 /// Async RL on Zorplex with the tiny transformer.
@@ -121,14 +121,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         GeneratorParams {
             model,
             weights,
-            episode: EpisodeConfig {
-                sampling: Sampling {
-                    temperature: 1.0,
-                    top_p: 1.0,
-                    seed: 0,
-                },
-                ..EpisodeConfig::default()
-            },
+            episode: EpisodeConfig::sampled(),
             sync_deadline_ms: 30_000,
             id: 0,
         },

@@ -11,7 +11,7 @@ use crate::model::{LanguageModel, ModelError, ModelPolicy, TextTokenizer, Trajec
 use crate::train::{
     group_advantages, pack, policy_loss, Batch, LossConfig, Sequence, Trainer, TrainerConfig,
 };
-use crate::zorplex::{run_episode, EpisodeConfig, Sampling, SpecKind, TaskSpec};
+use crate::zorplex::{run_episode, EpisodeConfig, SpecKind, TaskSpec};
 
 /// How to run GRPO.
 #[derive(Clone, Debug)]
@@ -48,14 +48,7 @@ impl Default for GrpoConfig {
             normalize_std: false,
             loss: LossConfig::default(),
             trainer,
-            episode: EpisodeConfig {
-                sampling: Sampling {
-                    temperature: 1.0,
-                    top_p: 1.0,
-                    seed: 0,
-                },
-                ..EpisodeConfig::default()
-            },
+            episode: EpisodeConfig::sampled(),
             seed: 0,
         }
     }

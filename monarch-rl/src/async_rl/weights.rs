@@ -154,16 +154,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_generator_loads_only_newer_versions_exactly() {
-        let (trainer, _) = TinyTransformer::seeded(small(), 1, &Device::Cpu).unwrap();
-        let (generator, _) = TinyTransformer::seeded(small(), 2, &Device::Cpu).unwrap();
-        let exported = FlatWeights::export(&trainer.data().lock().unwrap()).unwrap();
+        let (trainer_vars, _) = TinyTransformer::seeded(small(), 1, &Device::Cpu).unwrap();
+        let (generator_vars, _) = TinyTransformer::seeded(small(), 2, &Device::Cpu).unwrap();
+        let exported = FlatWeights::export(&trainer_vars.data().lock().unwrap()).unwrap();
         let mut ring = SnapshotRing::new(2, exported.bytes.len()).unwrap();
         let source = WeightSource {
             ring: ring.handle(),
             layout: exported.layout.clone(),
         };
         let mut sync = WeightSync::new(source, Duration::from_secs(10));
-        let vars = generator.data().lock().unwrap().clone();
+        let vars = generator_vars.data().lock().unwrap().clone();
         assert!(matches!(
             sync.pull_if_newer(&vars).await,
             Err(SyncError::NothingPublished)

@@ -32,6 +32,24 @@ pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
 
 /// The rotary tables for `positions` positions of heads `dim` wide, `f32`
 /// `(positions, dim)` each, the frequencies of the two halves repeated.
+/// The rows of the rotary tables `cos` and `sin` at `positions` (one per
+/// token of a `(batch, len)` step), shaped `(batch, 1, len, head_dim)` to
+/// broadcast over the heads.
+pub(crate) fn rotary_at(
+    cos: &Tensor,
+    sin: &Tensor,
+    positions: &Tensor,
+    (batch, len, head_dim): (usize, usize, usize),
+) -> Result<(Tensor, Tensor)> {
+    let positions = positions.flatten_all()?;
+    let at = |table: &Tensor| {
+        table
+            .index_select(&positions, 0)?
+            .reshape((batch, 1, len, head_dim))
+    };
+    Ok((at(cos)?, at(sin)?))
+}
+
 pub(crate) fn rotary_tables(
     dim: usize,
     positions: usize,

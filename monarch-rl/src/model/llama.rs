@@ -7,7 +7,7 @@ use candle_core::{Device, Module, Result, Tensor};
 use candle_nn::{linear_b, linear_no_bias, Embedding, Linear, VarBuilder};
 use serde::Deserialize;
 
-use super::layers::{rms_norm, rope, rotary_tables, silu, softmax};
+use super::layers::{rms_norm, rope, rotary_at, rotary_tables, silu, softmax};
 use super::{KvCache, LanguageModel, Step};
 
 /// The shape of a [`Llama`].
@@ -190,13 +190,12 @@ impl Llama {
         let (heads, kv_heads, head_dim) =
             (c.num_attention_heads, c.num_key_value_heads, c.head_dim());
         let split = |t: Tensor, n: usize| t.reshape((batch, len, n, head_dim))?.transpose(1, 2);
-        let positions = step.positions.flatten_all()?;
-        let angles = |table: &Tensor| {
-            table
-                .index_select(&positions, 0)?
-                .reshape((batch, 1, len, head_dim))
-        };
-        let (cos, sin) = (angles(&self.cos)?, angles(&self.sin)?);
+        let (cos, sin) = rotary_at(
+            &self.cos,
+            &self.sin,
+            &step.positions,
+            (batch, len, head_dim),
+        )?;
         let q = rope(&split(block.q.forward(x)?, heads)?, &cos, &sin)?;
         let k = rope(&split(block.k.forward(x)?, kv_heads)?, &cos, &sin)?.contiguous()?;
         let v = split(block.v.forward(x)?, kv_heads)?.contiguous()?;

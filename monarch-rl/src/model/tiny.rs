@@ -10,7 +10,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 
-use super::layers::{rms_norm, rope, rotary_tables, silu, softmax};
+use super::layers::{rms_norm, rope, rotary_at, rotary_tables, silu, softmax};
 use super::{KvCache, LanguageModel, Step};
 
 /// The RMS norms' epsilon.
@@ -214,13 +214,12 @@ impl TinyTransformer {
             .forward(x)?
             .reshape((batch, len, 3, heads, head_dim))?
             .permute((2, 0, 3, 1, 4))?;
-        let positions = step.positions.flatten_all()?;
-        let angles = |table: &Tensor| {
-            table
-                .index_select(&positions, 0)?
-                .reshape((batch, 1, len, head_dim))
-        };
-        let (cos, sin) = (angles(&self.cos)?, angles(&self.sin)?);
+        let (cos, sin) = rotary_at(
+            &self.cos,
+            &self.sin,
+            &step.positions,
+            (batch, len, head_dim),
+        )?;
         let q = rope(&qkv.get(0)?, &cos, &sin)?;
         let k = rope(&qkv.get(1)?, &cos, &sin)?.contiguous()?;
         let v = qkv.get(2)?.contiguous()?;

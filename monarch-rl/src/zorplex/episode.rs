@@ -211,6 +211,21 @@ pub struct EpisodeConfig {
     pub reference_stop_rule: bool,
 }
 
+impl EpisodeConfig {
+    /// The default limits, sampling at temperature 1 with no nucleus cut:
+    /// how a policy behaves while it is trained with RL.
+    pub fn sampled() -> Self {
+        EpisodeConfig {
+            sampling: Sampling {
+                temperature: 1.0,
+                top_p: 1.0,
+                seed: 0,
+            },
+            ..EpisodeConfig::default()
+        }
+    }
+}
+
 impl Default for EpisodeConfig {
     fn default() -> Self {
         EpisodeConfig {
