@@ -25,5 +25,6 @@ pub mod grpo;
 pub mod model;
 pub mod pretrain;
 pub mod replay;
+pub mod service;
 pub mod train;
 pub mod zorplex;
