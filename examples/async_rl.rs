@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use monarch::prelude::*;
 use monarch::rl::async_rl::{
-    evaluate, run_loop, GeneratorParams, GeneratorPool, LoopConfig, LoopReport, Mode,
+    evaluate, run_loop, spawn_generators, GeneratorParams, LoopConfig, LoopReport, Mode,
     PolicyTrainer, StepMetrics, TrainerParams, WarmUp,
 };
 use monarch::rl::model::{TextTokenizer, TinyConfig, ZorplexTokenizer};
@@ -116,7 +116,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         warm_report.first_loss, warm_report.last_loss, warm_report.seconds
     );
     let weights = trainer.weights().call_one().await?;
-    let mut pool = GeneratorPool::spawn(
+    let pool = spawn_generators(
         args.generators,
         GeneratorParams {
             model,
@@ -125,6 +125,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             sync_deadline_ms: 30_000,
             id: 0,
         },
+        timeout,
     )
     .await?;
     let before = evaluate(&pool, &kinds, args.eval_seed, args.eval_tasks, 0.0, timeout).await?;
@@ -156,7 +157,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("\n{mode} RL, {} steps:", args.steps);
         let started = Instant::now();
         let mut write_error = None;
-        let report = run_loop(&trainer, &mut pool, &config, |step: &StepMetrics| {
+        let report = run_loop(&trainer, &pool, &config, |step: &StepMetrics| {
             println!(
                 "  {mode} step {:>3}  v{:<3} reward {:>5.2}  accuracy {:>4.0}%  {:>5} trajectories  {:>6.1} s",
                 step.step,

@@ -14,8 +14,8 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use monarch_core::prelude::*;
 use monarch_core::Host;
 use monarch_rl::async_rl::{
-    run_loop, GeneratorParams, GeneratorPool, GroupRequest, LoopConfig, LoopReport, Mode,
-    PolicyTrainer, PoolEvent, TrainerParams, WarmUp,
+    run_loop, spawn_generators, GeneratorParams, GeneratorPool, GroupRequest, LoopConfig,
+    LoopReport, Mode, PolicyTrainer, PoolEvent, TrainerParams, WarmUp,
 };
 use monarch_rl::model::{TextTokenizer, TinyConfig, ZorplexTokenizer};
 use monarch_rl::zorplex::{EpisodeConfig, Sampling, SpecKind};
@@ -139,7 +139,7 @@ async fn start(
         },
         ..EpisodeConfig::default()
     };
-    let pool = GeneratorPool::spawn(
+    let pool = spawn_generators(
         generators,
         GeneratorParams {
             model: model(),
@@ -148,6 +148,7 @@ async fn start(
             sync_deadline_ms: 30_000,
             id: 0,
         },
+        Duration::from_secs(120),
     )
     .await?;
     Ok((trainer_procs, trainer, pool))
@@ -193,11 +194,11 @@ fn check_run(report: &LoopReport, config: &LoopConfig, first: u64) -> Result<(),
 }
 
 async fn both_modes() -> Result<(), Failed> {
-    let (procs, trainer, mut pool) = start(2).await?;
+    let (procs, trainer, pool) = start(2).await?;
     for mode in [Mode::Sync, Mode::Async] {
         let config = loop_config(mode);
         let first = trainer.version().call_one().await?;
-        let report = run_loop(&trainer, &mut pool, &config, |_| {}).await?;
+        let report = run_loop(&trainer, &pool, &config, |_| {}).await?;
         check_run(&report, &config, first)?;
         check(report.events.is_empty(), "no generator failed")?;
         if mode == Mode::Sync {
@@ -230,14 +231,14 @@ async fn both_modes() -> Result<(), Failed> {
 }
 
 async fn killed_generator() -> Result<(), Failed> {
-    let (procs, trainer, mut pool) = start(2).await?;
+    let (procs, trainer, pool) = start(2).await?;
     let config = LoopConfig {
         steps: 4,
         kill_generator_after: Some(1),
         ..loop_config(Mode::Async)
     };
     let first = trainer.version().call_one().await?;
-    let report = run_loop(&trainer, &mut pool, &config, |_| {}).await?;
+    let report = run_loop(&trainer, &pool, &config, |_| {}).await?;
     check_run(&report, &config, first)?;
     let killed = report
         .events
@@ -254,7 +255,17 @@ async fn killed_generator() -> Result<(), Failed> {
             .any(|e| matches!(e, PoolEvent::Replaced { failed, .. } if *failed == killed)),
         &format!("the killed generator is replaced: {:?}", report.events),
     )?;
-    check(pool.spawned() == 3, "one replacement was started")?;
+    check(
+        report
+            .events
+            .iter()
+            .any(|e| matches!(e, PoolEvent::Failed { generator, .. } if *generator == killed)),
+        &format!(
+            "the service marked the killed generator: {:?}",
+            report.events
+        ),
+    )?;
+    check(pool.started() == 3, "one replacement was started")?;
     check(
         pool.healthy().len() == 2,
         "the pool is back to two healthy generators",
@@ -280,7 +291,7 @@ async fn stale_refused() -> Result<(), Failed> {
     let (procs, trainer, pool) = start(1).await?;
     let current = trainer.version().call_one().await?;
     let fresh = pool
-        .generator(0)
+        .replica(0)?
         .play_group(GroupRequest {
             kind: SpecKind::Simple,
             task_seed: 7,

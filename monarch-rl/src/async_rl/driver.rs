@@ -22,11 +22,12 @@ use monarch_core::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::generator::{GroupRequest, GroupResult};
-use super::pool::{GeneratorPool, PoolError};
+use super::pool::{kill_generator, GeneratorPool, KillError};
 use super::trainer::{PolicyTrainer, TrainReport};
 use super::weights::SyncRecord;
 use crate::grpo::task_seed;
 use crate::replay::{ReplayBuffer, ReplayStats};
+use crate::service::{Routed, ServiceError};
 use crate::zorplex::{SpecKind, SpecReport};
 
 /// How generation and training are scheduled.
@@ -193,9 +194,12 @@ pub enum LoopError {
     /// The trainer failed or did not answer.
     #[error("trainer: {0}")]
     Trainer(String),
-    /// No healthy generator was left and none could be started.
-    #[error("no generator left: {0}")]
-    Generators(#[from] PoolError),
+    /// The generators' service failed: no generator could be started.
+    #[error("generators: {0}")]
+    Generators(#[from] ServiceError),
+    /// A generator could not be killed for fault injection.
+    #[error(transparent)]
+    Kill(#[from] KillError),
     /// The configuration cannot run.
     #[error("bad loop configuration: {0}")]
     Config(String),
@@ -211,15 +215,19 @@ pub enum LoopError {
     },
 }
 
-type Played = (usize, GroupRequest, u32, Result<GroupResult, PoolError>);
-type PlayFuture = Pin<Box<dyn Future<Output = Played> + Send>>;
+type Played = (
+    GroupRequest,
+    usize,
+    Result<Routed<GroupResult>, ServiceError>,
+);
+type PlayFuture<'a> = Pin<Box<dyn Future<Output = Played> + Send + 'a>>;
 type TrainFuture = Pin<Box<dyn Future<Output = Result<TrainReport, LoopError>> + Send>>;
 
-/// Runs `config.steps` trainer steps with `trainer` and `pool`, calling
-/// `on_step` after each.
+/// Runs `config.steps` trainer steps with `trainer` and the generators of
+/// `pool`, calling `on_step` after each.
 pub async fn run_loop(
     trainer: &ActorMesh<PolicyTrainer>,
-    pool: &mut GeneratorPool,
+    pool: &GeneratorPool,
     config: &LoopConfig,
     mut on_step: impl FnMut(&StepMetrics),
 ) -> Result<LoopReport, LoopError> {
@@ -249,23 +257,43 @@ pub async fn run_loop(
         replay: ReplayStats::default(),
         events: Vec::new(),
     };
-    let mut idle: VecDeque<usize> = pool.healthy().into();
-    let mut retries: VecDeque<(GroupRequest, u32)> = VecDeque::new();
-    let mut in_flight: FuturesUnordered<PlayFuture> = FuturesUnordered::new();
+    // Groups to play again, with the failed attempts they have had.
+    let mut retries: VecDeque<(GroupRequest, usize)> = VecDeque::new();
+    let mut in_flight: FuturesUnordered<PlayFuture<'_>> = FuturesUnordered::new();
     let mut training: Option<TrainFuture> = None;
     let mut admitted = 0usize;
     let mut lost = 0usize;
     let mut killed = false;
     while report.steps.len() < config.steps {
         let trained = report.steps.len();
+        // Generators the service found unhealthy (a failed call, or
+        // supervision) are replaced; the fresh ones load the newest weights.
+        for failed in pool.status().unhealthy {
+            report.events.push(PoolEvent::Failed {
+                generator: failed.id,
+                error: failed.error,
+            });
+            let by = pool.replace(failed.replica).await?;
+            report.events.push(PoolEvent::Replaced {
+                failed: failed.id,
+                by,
+            });
+        }
         // Groups too old for the trainer go first, so that admission counts
         // their replacements.
         buffer.evict_stale(version);
         // Admission: groups that can still reach the trainer stay within
-        // `ahead` batches beyond the one being gathered.
+        // `ahead` batches beyond the one being gathered; one group per
+        // healthy generator is in flight.
         let limit = batch * (trained + ahead + 1).min(config.steps);
-        while let Some(&slot) = idle.front() {
-            let (request, attempt) = if let Some(retry) = retries.pop_front() {
+        let capacity = pool.healthy().len();
+        while in_flight.len() < capacity {
+            let (request, failures) = if let Some(retry) = retries.pop_front() {
+                if retry.1 > 0 {
+                    report.events.push(PoolEvent::Retried {
+                        task_seed: retry.0.task_seed,
+                    });
+                }
                 retry
             } else if admitted - lost - evicted(&buffer) < limit {
                 let index = admitted as u64;
@@ -281,8 +309,7 @@ pub async fn run_loop(
             } else {
                 break;
             };
-            idle.pop_front();
-            in_flight.push(play(pool, slot, request, attempt, timeout));
+            in_flight.push(play(pool, request, failures, timeout));
         }
         if training.is_none() {
             if let Some(groups) = buffer.sample(batch, version) {
@@ -297,10 +324,9 @@ pub async fn run_loop(
                 admitted,
                 held: buffer.len(),
                 detail: format!(
-                    "trained {trained}, lost {lost}, evicted {}, retries {}, idle {:?}, limit {limit}, events {:?}",
+                    "trained {trained}, lost {lost}, evicted {}, retries {}, healthy {capacity}, limit {limit}, events {:?}",
                     evicted(&buffer),
                     retries.len(),
-                    idle,
                     report.events
                 ),
             });
@@ -312,34 +338,38 @@ pub async fn run_loop(
             }
         };
         match event {
-            Event::Played((slot, _, _, Ok(result))) => {
-                report.trajectories += result.group.members.len();
-                report.syncs.extend(result.sync);
-                buffer.add(result.group);
-                idle.push_back(slot);
-            }
-            Event::Played((slot, request, attempt, Err(error))) => {
-                let failed = pool.id(slot);
-                report.events.push(PoolEvent::Failed {
-                    generator: failed,
-                    error: error.to_string(),
-                });
-                pool.mark_unhealthy(slot);
-                if attempt == 0 {
+            Event::Played((request, _, Ok(routed))) => {
+                if !routed.failures.is_empty() {
                     report.events.push(PoolEvent::Retried {
                         task_seed: request.task_seed,
                     });
-                    retries.push_back((request, 1));
+                }
+                report.trajectories += routed.value.group.members.len();
+                report.syncs.extend(routed.value.sync);
+                buffer.add(routed.value.group);
+            }
+            Event::Played((request, before, Err(ServiceError::Failed { failures, .. }))) => {
+                if failures.len() > 1 {
+                    report.events.push(PoolEvent::Retried {
+                        task_seed: request.task_seed,
+                    });
+                }
+                let attempts = before + failures.len();
+                if attempts < 2 {
+                    retries.push_back((request, attempts));
                 } else {
+                    // Its trajectories are never trained on: a partial or
+                    // placeholder group would bias the advantages.
                     report.events.push(PoolEvent::Dropped {
                         task_seed: request.task_seed,
                     });
                     lost += 1;
                 }
-                let by = pool.replace(slot).await?;
-                report.events.push(PoolEvent::Replaced { failed, by });
-                idle.push_back(slot);
             }
+            Event::Played((request, before, Err(ServiceError::NoHealthyReplica { .. }))) => {
+                retries.push_back((request, before));
+            }
+            Event::Played((_, _, Err(other))) => return Err(other.into()),
             Event::Trained(result) => {
                 training = None;
                 let train = result?;
@@ -364,9 +394,10 @@ pub async fn run_loop(
                 if config.kill_generator_after == Some(step) && !killed {
                     killed = true;
                     let slot = pool.healthy().first().copied().unwrap_or(0);
-                    let pid = pool.kill(slot, timeout).await?;
+                    let generator = pool.replica_id(slot)?;
+                    let pid = kill_generator(pool, slot, timeout).await?;
                     report.events.push(PoolEvent::Killed {
-                        generator: pool.id(slot),
+                        generator,
                         pid,
                         after_step: step,
                     });
@@ -376,10 +407,10 @@ pub async fn run_loop(
     }
     // Groups still being played are not trained on; wait for them so that
     // no generator is busy when the next run starts.
-    while let Some((_, _, _, result)) = in_flight.next().await {
-        if let Ok(result) = result {
-            report.trajectories += result.group.members.len();
-            report.syncs.extend(result.sync);
+    while let Some((_, _, result)) = in_flight.next().await {
+        if let Ok(routed) = result {
+            report.trajectories += routed.value.group.members.len();
+            report.syncs.extend(routed.value.sync);
         }
     }
     report.replay = buffer.stats();
@@ -398,27 +429,25 @@ fn evicted(buffer: &ReplayBuffer) -> usize {
     (stats.evicted_stale + stats.evicted_full) as usize
 }
 
+/// Plays `request` on the least loaded healthy generator, retried once on
+/// another by the service if that one fails.
 fn play(
     pool: &GeneratorPool,
-    slot: usize,
     request: GroupRequest,
-    attempt: u32,
+    failures: usize,
     timeout: Duration,
-) -> PlayFuture {
-    let generator = pool.generator(slot).clone();
-    let id = pool.id(slot);
+) -> PlayFuture<'_> {
     Box::pin(async move {
-        let result = match tokio::time::timeout(
-            timeout,
-            generator.play_group(request).timeout(timeout).call_one(),
-        )
-        .await
-        {
-            Err(_) => Err(PoolError::Timeout { id, after: timeout }),
-            Ok(Err(error)) => Err(PoolError::Call { id, error }),
-            Ok(Ok(result)) => Ok(result),
-        };
-        (slot, request, attempt, result)
+        let result = pool
+            .route_least_loaded(|generator| async move {
+                generator
+                    .play_group(request)
+                    .timeout(timeout)
+                    .call_one()
+                    .await
+            })
+            .await;
+        (request, failures, result)
     })
 }
 
@@ -433,7 +462,8 @@ async fn trainer_call<T>(
 }
 
 /// Evaluates the pool's current weights on `tasks` tasks of each of
-/// `kinds` from `seed`, the specs spread over the healthy generators.
+/// `kinds` from `seed`, the specs spread over the healthy generators (and
+/// retried on another if one fails).
 pub async fn evaluate(
     pool: &GeneratorPool,
     kinds: &[SpecKind],
@@ -441,27 +471,17 @@ pub async fn evaluate(
     tasks: usize,
     temperature: f32,
     timeout: Duration,
-) -> Result<Vec<SpecReport>, PoolError> {
-    let healthy = pool.healthy();
-    if healthy.is_empty() {
-        return Err(PoolError::NoneHealthy);
-    }
-    let calls = kinds.iter().enumerate().map(|(i, &kind)| {
-        let slot = healthy[i % healthy.len()];
-        let generator = pool.generator(slot).clone();
-        let id = pool.id(slot);
-        async move {
-            tokio::time::timeout(
-                timeout,
-                generator
-                    .evaluate(kind, seed, tasks, temperature)
-                    .timeout(timeout)
-                    .call_one(),
-            )
-            .await
-            .map_err(|_| PoolError::Timeout { id, after: timeout })?
-            .map_err(|error| PoolError::Call { id, error })
-        }
+) -> Result<Vec<SpecReport>, ServiceError> {
+    let calls = kinds.iter().map(|&kind| async move {
+        pool.route_least_loaded(|generator| async move {
+            generator
+                .evaluate(kind, seed, tasks, temperature)
+                .timeout(timeout)
+                .call_one()
+                .await
+        })
+        .await
+        .map(|routed| routed.value)
     });
     futures::future::try_join_all(calls).await
 }

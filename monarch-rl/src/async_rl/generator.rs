@@ -27,7 +27,8 @@ pub struct GeneratorParams {
     pub episode: EpisodeConfig,
     /// The longest a weight sync may take, in milliseconds.
     pub sync_deadline_ms: u64,
-    /// This generator's id in trajectories and logs.
+    /// This generator's id in trajectories and logs ([`super::spawn_generators`]
+    /// gives each replica its own).
     pub id: usize,
 }
 

@@ -20,7 +20,7 @@ pub use generator::{
     Generator, GeneratorClient, GeneratorError, GeneratorMeshClient, GeneratorParams, GroupRequest,
     GroupResult,
 };
-pub use pool::{GeneratorPool, PoolError};
+pub use pool::{kill_generator, spawn_generators, GeneratorPool, KillError, GENERATORS};
 pub use trainer::{
     PolicyTrainer, PolicyTrainerClient, PolicyTrainerMeshClient, TrainReport, TrainerError,
     TrainerParams, WarmUp,
