@@ -1,15 +1,18 @@
 //! The `monarch` command-line tool.
 //!
 //! `monarch zorplex tasks` prints the tasks of a seed and spec;
-//! `monarch zorplex eval` runs a scripted policy over every spec and prints a table
-//! (or JSON with `--json`).
+//! `monarch zorplex eval` runs a scripted policy, or a trained model saved by
+//! `async_rl --save DIR` (`--policy model --model-path DIR`), over every spec
+//! and prints a table (or JSON with `--json`).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use monarch::rl::model::load_policy;
 use monarch::rl::zorplex::{
-    evaluate, Compat, EpisodeConfig, Noise, NoisyPolicy, OraclePolicy, Policy, ReportTable,
-    SpecKind, SpecReport, TaskSpec,
+    evaluate, evaluate_spec, Compat, EpisodeConfig, Noise, NoisyPolicy, OraclePolicy, Policy,
+    ReportTable, Sampling, SpecKind, SpecReport, TaskSpec,
 };
 
 #[derive(Parser)]
@@ -30,7 +33,8 @@ enum Command {
 enum ZorplexCommand {
     /// Print the first tasks of a spec for a seed.
     Tasks(TasksArgs),
-    /// Evaluate a scripted policy on every spec (or the ones named).
+    /// Evaluate a scripted policy, or a saved model, on every spec (or the
+    /// ones named).
     Eval(EvalArgs),
 }
 
@@ -55,6 +59,13 @@ struct EvalArgs {
     /// The policy to evaluate.
     #[arg(long, value_enum, default_value_t = PolicyChoice::Oracle)]
     policy: PolicyChoice,
+    /// The checkpoint folder of `--policy model` (what `async_rl --save`
+    /// writes).
+    #[arg(long, required_if_eq("policy", "model"))]
+    model_path: Option<PathBuf>,
+    /// Sampling temperature of `--policy model`; 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
     /// Fraction of episodes in which a noisy policy misbehaves.
     #[arg(long, default_value_t = 0.3)]
     error_rate: f64,
@@ -89,6 +100,8 @@ enum PolicyChoice {
     StopEarly,
     /// Sometimes calls tools over and over.
     SpamTools,
+    /// A trained model from `--model-path`.
+    Model,
 }
 
 fn main() -> ExitCode {
@@ -150,6 +163,7 @@ fn run_eval(args: &EvalArgs) -> Result<(), String> {
             PolicyChoice::SkipTools => Noise::SkipTools,
             PolicyChoice::StopEarly => Noise::StopEarly,
             PolicyChoice::SpamTools => Noise::SpamTools,
+            PolicyChoice::Model => return eval_model(&kinds, args, compat, &config).await,
         };
         let seed = args.seed.wrapping_add(1);
         eval_with(&kinds, args, compat, &config, |kind| {
@@ -164,6 +178,43 @@ fn run_eval(args: &EvalArgs) -> Result<(), String> {
         print!("{}", ReportTable(&reports));
     }
     Ok(())
+}
+
+/// Evaluates the checkpoint at `--model-path` with one policy for every
+/// spec, sampling as `--temperature` says (seeded by `--seed`).
+async fn eval_model(
+    kinds: &[SpecKind],
+    args: &EvalArgs,
+    compat: Compat,
+    config: &EpisodeConfig,
+) -> Result<Vec<SpecReport>, String> {
+    let dir = args
+        .model_path
+        .as_deref()
+        .ok_or("--policy model needs --model-path DIR")?;
+    let (mut policy, info) = load_policy(dir).map_err(|e| e.to_string())?;
+    eprintln!(
+        "{}: a {} model at policy version {}",
+        dir.display(),
+        info.kind,
+        info.version
+    );
+    let config = EpisodeConfig {
+        sampling: Sampling {
+            temperature: args.temperature,
+            top_p: 1.0,
+            seed: args.seed as u64,
+        },
+        ..*config
+    };
+    let mut reports = Vec::with_capacity(kinds.len());
+    for &kind in kinds {
+        let report = evaluate_spec(kind, args.seed, args.tasks, compat, &config, &mut policy)
+            .await
+            .map_err(|e| e.to_string())?;
+        reports.push(report);
+    }
+    Ok(reports)
 }
 
 async fn eval_with<P: Policy>(

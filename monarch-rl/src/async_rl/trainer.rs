@@ -12,7 +12,10 @@ use serde::{Deserialize, Serialize};
 use super::generator::cpu_bound;
 use super::weights::WeightSource;
 use crate::grpo::{train_step, GrpoConfig, Sample, StepReport};
-use crate::model::{ModelError, TextTokenizer, TinyConfig, TinyTransformer, ZorplexTokenizer};
+use crate::model::{
+    save_checkpoint, CheckpointError, CheckpointInfo, ModelError, TextTokenizer, TinyConfig,
+    TinyTransformer, ZorplexTokenizer,
+};
 use crate::pretrain::{demonstrations, pretrain, PretrainConfig, PretrainReport};
 use crate::replay::Group;
 use crate::train::{FlatError, FlatWeights, LossConfig, Trainer, TrainerConfig};
@@ -91,6 +94,9 @@ pub enum TrainerError {
     /// The weights could not be published.
     #[error("publishing weights: {0}")]
     Publish(#[from] RdmaError),
+    /// The checkpoint could not be written.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
     /// `reset` before any warm-up.
     #[error("nothing to reset to: warm the model up first")]
     NotWarm,
@@ -151,6 +157,18 @@ impl PolicyTrainer {
     #[endpoint]
     async fn version(&self) -> u64 {
         self.ring.version()
+    }
+
+    /// Writes the current weights into the folder `dir` on the trainer's
+    /// host (see [`crate::model::save_checkpoint`]).
+    #[endpoint]
+    async fn save(&self, dir: std::path::PathBuf) -> Result<CheckpointInfo, TrainerError> {
+        Ok(save_checkpoint(
+            &dir,
+            *self.model.config(),
+            &self.vars,
+            self.ring.version(),
+        )?)
     }
 
     /// Warms the model up on noisy scripted demonstrations, keeps the result

@@ -4,6 +4,7 @@
 //! what it sampled for training.
 
 mod cache;
+mod checkpoint;
 mod generate;
 mod hf_tokenizer;
 mod layers;
@@ -17,6 +18,9 @@ mod vocab;
 use candle_core::{Device, Result, Tensor};
 
 pub use cache::{KvCache, Step};
+pub use checkpoint::{
+    load_checkpoint, load_policy, save_checkpoint, CheckpointError, CheckpointInfo,
+};
 pub use generate::{continue_cached, generate, Finish, GenerateOptions, Generated, Sampler};
 pub use hf_tokenizer::HfTokenizer;
 pub use llama::{Llama, LlamaConfig};

@@ -1,0 +1,264 @@
+//! A trained tiny transformer on disk: what `async_rl --save DIR` writes and
+//! `monarch zorplex eval --policy model --model-path DIR` reads.
+//!
+//! A checkpoint is a folder of four files: `model.json` (the model's kind,
+//! its [`TinyConfig`] and the policy version), `layout.json` (the
+//! [`TensorLayout`] table), `weights.bin` (the flat little-endian weights
+//! that table describes) and `tokenizer.json` (the Zorplex tokenizer's
+//! pieces in id order, checked against this build's on load).
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use candle_nn::VarMap;
+use serde::{Deserialize, Serialize};
+
+use super::{ModelPolicy, TextTokenizer, TinyConfig, TinyTransformer, ZorplexTokenizer};
+use crate::train::{FlatError, FlatWeights, TensorLayout};
+
+/// What `model.json` says.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointInfo {
+    /// The model family: `tiny` for now.
+    pub kind: String,
+    /// The model's shape.
+    pub config: TinyConfig,
+    /// The policy version the weights are.
+    pub version: u64,
+}
+
+/// A checkpoint could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// A file could not be read or written.
+    #[error("{path}: {error}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        error: std::io::Error,
+    },
+    /// A JSON file is malformed.
+    #[error("{path}: {error}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        error: serde_json::Error,
+    },
+    /// The checkpoint is of a model this build cannot load.
+    #[error("{path}: a `{kind}` model; this build loads `tiny` checkpoints")]
+    Kind {
+        /// `model.json`.
+        path: PathBuf,
+        /// The kind it names.
+        kind: String,
+    },
+    /// The checkpoint's tokenizer is not this build's Zorplex tokenizer.
+    #[error("{path}: the tokenizer differs from this build's Zorplex tokenizer at id {id}: the checkpoint was made by another version")]
+    Tokenizer {
+        /// `tokenizer.json`.
+        path: PathBuf,
+        /// The first id that differs.
+        id: usize,
+    },
+    /// The weights do not fit the model the checkpoint describes.
+    #[error("{path}: {error}")]
+    Weights {
+        /// `weights.bin`.
+        path: PathBuf,
+        /// What does not fit.
+        error: FlatError,
+    },
+    /// The model could not be built.
+    #[error("building the model: {0}")]
+    Model(#[from] candle_core::Error),
+}
+
+/// Writes the model whose parameters are `vars` into `dir` (created if
+/// needed), replacing a checkpoint there.
+pub fn save_checkpoint(
+    dir: &Path,
+    config: TinyConfig,
+    vars: &VarMap,
+    version: u64,
+) -> Result<CheckpointInfo, CheckpointError> {
+    std::fs::create_dir_all(dir).map_err(|error| CheckpointError::Io {
+        path: dir.to_path_buf(),
+        error,
+    })?;
+    let flat =
+        FlatWeights::export(&vars.data().lock().expect("var map lock")).map_err(|error| {
+            CheckpointError::Weights {
+                path: dir.join("weights.bin"),
+                error,
+            }
+        })?;
+    let info = CheckpointInfo {
+        kind: "tiny".into(),
+        config,
+        version,
+    };
+    let tokenizer = ZorplexTokenizer::new();
+    let pieces: Vec<&str> = (0..tokenizer.vocab_size())
+        .map(|id| tokenizer.piece(id as u32).unwrap_or(""))
+        .collect();
+    write_json(&dir.join("model.json"), &info)?;
+    write_json(&dir.join("layout.json"), &flat.layout)?;
+    write_json(&dir.join("tokenizer.json"), &pieces)?;
+    write(&dir.join("weights.bin"), &flat.bytes)?;
+    Ok(info)
+}
+
+/// Loads the checkpoint in `dir` onto `device`: the model, its parameters
+/// and what `model.json` says.
+pub fn load_checkpoint(
+    dir: &Path,
+    device: &Device,
+) -> Result<(TinyTransformer, VarMap, CheckpointInfo), CheckpointError> {
+    let info_path = dir.join("model.json");
+    let info: CheckpointInfo = read_json(&info_path)?;
+    if info.kind != "tiny" {
+        return Err(CheckpointError::Kind {
+            path: info_path,
+            kind: info.kind,
+        });
+    }
+    let tokenizer_path = dir.join("tokenizer.json");
+    let pieces: Vec<String> = read_json(&tokenizer_path)?;
+    let tokenizer = ZorplexTokenizer::new();
+    let ours = tokenizer.vocab_size();
+    if let Some(id) = (0..pieces.len().max(ours))
+        .find(|&id| pieces.get(id).map(String::as_str) != tokenizer.piece(id as u32))
+    {
+        return Err(CheckpointError::Tokenizer {
+            path: tokenizer_path,
+            id,
+        });
+    }
+    let layout: Vec<TensorLayout> = read_json(&dir.join("layout.json"))?;
+    let weights_path = dir.join("weights.bin");
+    let bytes = std::fs::read(&weights_path).map_err(|error| CheckpointError::Io {
+        path: weights_path.clone(),
+        error,
+    })?;
+    let (vars, model) = TinyTransformer::seeded(info.config, 0, device)?;
+    FlatWeights { layout, bytes }
+        .import(&vars.data().lock().expect("var map lock"))
+        .map_err(|error| CheckpointError::Weights {
+            path: weights_path,
+            error,
+        })?;
+    Ok((model, vars, info))
+}
+
+/// The checkpoint in `dir` as a Zorplex [`Policy`](crate::zorplex::Policy)
+/// on the CPU, with what `model.json` says.
+pub fn load_policy(
+    dir: &Path,
+) -> Result<
+    (
+        ModelPolicy<TinyTransformer, ZorplexTokenizer>,
+        CheckpointInfo,
+    ),
+    CheckpointError,
+> {
+    let (model, _, info) = load_checkpoint(dir, &Device::Cpu)?;
+    Ok((ModelPolicy::new(model, ZorplexTokenizer::new()), info))
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    std::fs::write(path, bytes).map_err(|error| CheckpointError::Io {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), CheckpointError> {
+    let text = serde_json::to_string_pretty(value).map_err(|error| CheckpointError::Json {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    write(path, text.as_bytes())
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, CheckpointError> {
+    let text = std::fs::read_to_string(path).map_err(|error| CheckpointError::Io {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    serde_json::from_str(&text).map_err(|error| CheckpointError::Json {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> TinyConfig {
+        TinyConfig {
+            vocab: ZorplexTokenizer::new().vocab_size(),
+            dim: 16,
+            layers: 1,
+            heads: 2,
+            ffn: 32,
+            max_len: 64,
+        }
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("monarch-ckpt-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn load_error(dir: &Path) -> String {
+        match load_checkpoint(dir, &Device::Cpu) {
+            Ok(_) => panic!("a damaged checkpoint loaded"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_saved_model_loads_back_exactly() {
+        let dir = scratch("round-trip");
+        let (vars, model) = TinyTransformer::seeded(config(), 7, &Device::Cpu).unwrap();
+        let info = save_checkpoint(&dir, config(), &vars, 12).unwrap();
+        let (loaded, loaded_vars, read) = load_checkpoint(&dir, &Device::Cpu).unwrap();
+        assert_eq!(info, read);
+        assert_eq!(read.version, 12);
+        assert_eq!(loaded.config(), model.config());
+        let before = FlatWeights::export(&vars.data().lock().unwrap()).unwrap();
+        let after = FlatWeights::export(&loaded_vars.data().lock().unwrap()).unwrap();
+        assert_eq!(before, after);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn damaged_checkpoints_are_refused_with_the_file_named() {
+        let dir = scratch("damaged");
+        let (vars, _) = TinyTransformer::seeded(config(), 7, &Device::Cpu).unwrap();
+        save_checkpoint(&dir, config(), &vars, 1).unwrap();
+
+        let weights = dir.join("weights.bin");
+        let bytes = std::fs::read(&weights).unwrap();
+        std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
+        let error = load_error(&dir);
+        assert!(error.contains("weights.bin"), "{error}");
+        std::fs::write(&weights, &bytes).unwrap();
+
+        std::fs::write(dir.join("tokenizer.json"), r#"["x"]"#).unwrap();
+        let error = load_error(&dir);
+        assert!(
+            error.contains("tokenizer differs") && error.contains("id 0"),
+            "{error}"
+        );
+
+        std::fs::remove_file(dir.join("model.json")).unwrap();
+        let error = load_error(&dir);
+        assert!(error.contains("model.json"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
