@@ -196,7 +196,7 @@ async fn eval_model(
     eprintln!(
         "{}: a {} model at policy version {}",
         dir.display(),
-        info.kind,
+        info.model.family(),
         info.version
     );
     let config = EpisodeConfig {

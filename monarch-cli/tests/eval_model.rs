@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 use candle_core::Device;
 use monarch::rl::model::{
-    save_checkpoint, TextTokenizer, TinyConfig, TinyTransformer, ZorplexTokenizer,
+    save_checkpoint, ModelSpec, TextTokenizer, TinyConfig, TinyTransformer, ZorplexTokenizer,
 };
 use monarch::rl::zorplex::SpecReport;
 
@@ -29,7 +29,7 @@ fn checkpoint(name: &str) -> PathBuf {
         max_len: 256,
     };
     let (vars, _) = TinyTransformer::seeded(config, 3, &Device::Cpu).expect("a model");
-    save_checkpoint(&dir, config, &vars, 9).expect("saved");
+    save_checkpoint(&dir, &ModelSpec::Tiny { config }, &vars, 9).expect("saved");
     dir
 }
 

@@ -62,12 +62,7 @@ fn main() {
         &limits,
     );
 
-    let path = std::env::var_os("MONARCH_SMOLLM2_GGUF")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/monarch-rs/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
+    let path = SmolLM2::default_path();
     if path.exists() {
         let before = resident_bytes();
         let smol = SmolLM2::load(&path, DType::F32, &device).unwrap();

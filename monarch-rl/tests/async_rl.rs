@@ -17,7 +17,7 @@ use monarch_rl::async_rl::{
     run_loop, spawn_generators, GeneratorParams, GeneratorPool, GroupRequest, LoopConfig,
     LoopReport, Mode, PolicyTrainer, PoolEvent, TrainerParams, WarmUp,
 };
-use monarch_rl::model::{TextTokenizer, TinyConfig, ZorplexTokenizer};
+use monarch_rl::model::{ModelSpec, SmolLM2, TextTokenizer, TinyConfig, ZorplexTokenizer};
 use monarch_rl::zorplex::{EpisodeConfig, Sampling, SpecKind};
 
 /// Every scenario is bounded by this.
@@ -48,6 +48,9 @@ fn main() {
         ("samples_older_than_the_bound_are_never_trained_on", || {
             Box::pin(stale_refused())
         }),
+        ("smollm2_plays_and_syncs_through_the_actors", || {
+            Box::pin(smollm2())
+        }),
     ];
     let trials = scenarios
         .into_iter()
@@ -75,14 +78,16 @@ fn check(condition: bool, what: &str) -> Result<(), Failed> {
     }
 }
 
-fn model() -> TinyConfig {
-    TinyConfig {
-        vocab: ZorplexTokenizer::new().vocab_size(),
-        dim: 32,
-        layers: 1,
-        heads: 2,
-        ffn: 64,
-        max_len: 512,
+fn model() -> ModelSpec {
+    ModelSpec::Tiny {
+        config: TinyConfig {
+            vocab: ZorplexTokenizer::new().vocab_size(),
+            dim: 32,
+            layers: 1,
+            heads: 2,
+            ffn: 64,
+            max_len: 512,
+        },
     }
 }
 
@@ -324,5 +329,112 @@ async fn stale_refused() -> Result<(), Failed> {
     )?;
     pool.stop().await;
     procs.stop().await;
+    Ok(())
+}
+
+/// The pretrained model through the same actors: SmolLM2 plays a group in a
+/// generator process, and a new version (all 135 M parameters) reaches the
+/// generator through the ring before its next group. Skipped without the
+/// GGUF (`scripts/fetch-smollm2.sh`).
+async fn smollm2() -> Result<(), Failed> {
+    let path = SmolLM2::default_path();
+    if !path.exists() {
+        eprintln!(
+            "skipped: no SmolLM2 GGUF at {} (run scripts/fetch-smollm2.sh)",
+            path.display()
+        );
+        return Ok(());
+    }
+    let model = ModelSpec::Smollm2 { path };
+    let trainer_procs = Host::owned_by(this_proc())
+        .spawn_procs(shape! { trainer = 1 })
+        .await?;
+    let trainer = trainer_procs
+        .spawn::<PolicyTrainer>(
+            "trainer",
+            TrainerParams {
+                model: model.clone(),
+                seed: 0,
+                ring_slots: 2,
+                group_size: 2,
+                normalize_std: false,
+                lr: 1e-5,
+                max_policy_age: 1,
+            },
+        )
+        .await?;
+    let weights = trainer.weights().call_one().await?;
+    let episode = EpisodeConfig {
+        max_turns: 1,
+        max_tokens_per_turn: 12,
+        ..EpisodeConfig::sampled()
+    };
+    let timeout = Duration::from_secs(240);
+    let pool = spawn_generators(
+        1,
+        GeneratorParams {
+            model,
+            weights,
+            episode,
+            sync_deadline_ms: 60_000,
+            id: 0,
+        },
+        timeout,
+    )
+    .await?;
+    let request = GroupRequest {
+        kind: SpecKind::Simple,
+        task_seed: 5,
+        size: 2,
+        sample_seed: 1,
+    };
+    let generator = pool.replica(0)?;
+    let first = generator
+        .play_group(request)
+        .timeout(timeout)
+        .call_one()
+        .await?;
+    check(first.group.members.len() == 2, "a whole group")?;
+    for member in &first.group.members {
+        let t = &member.trajectory;
+        check(
+            t.model_tokens() > 0
+                && t.tokens.len() > t.model_tokens()
+                && t.model_mask.len() == t.tokens.len()
+                && t.behaviour_logp.len() == t.tokens.len()
+                && member.policy_version == 1,
+            &format!(
+                "a SmolLM2 trajectory of version 1 with sampled tokens: {} tokens, {} sampled, version {}",
+                t.tokens.len(),
+                t.model_tokens(),
+                member.policy_version
+            ),
+        )?;
+    }
+    let version = trainer.reset().timeout(timeout).call_one().await?;
+    let second = generator
+        .play_group(GroupRequest {
+            sample_seed: 2,
+            ..request
+        })
+        .timeout(timeout)
+        .call_one()
+        .await?;
+    let sync = second.sync.ok_or("the generator pulled the new version")?;
+    check(
+        sync.version == version && sync.bytes > 500_000_000,
+        &format!("all of SmolLM2's f32 weights were synced: {sync:?}"),
+    )?;
+    let trained = trainer
+        .train(vec![second.group])
+        .timeout(timeout)
+        .call_one()
+        .await?;
+    check(
+        trained.refused_stale == 0 && trained.step.episodes <= 2,
+        &format!("the trainer took the fresh group: {trained:?}"),
+    )?;
+    pool.stop().await;
+    trainer_procs.stop().await;
     Ok(())
 }

@@ -14,17 +14,7 @@ use monarch_rl::train::{policy_loss, token_logprobs, Batch, FlatWeights, LossCon
 use monarch_rl::zorplex::Sampling;
 
 fn smollm2_path() -> Option<PathBuf> {
-    let path = std::env::var_os("MONARCH_SMOLLM2_GGUF")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("MONARCH_MODEL_CACHE")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                        .join(".cache/monarch-rs/models")
-                });
-            cache.join("SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
+    let path = SmolLM2::default_path();
     if path.exists() {
         Some(path)
     } else {

@@ -2,6 +2,7 @@
 //! episodes with the newest weights it can pull, and reports them as
 //! trajectories.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use candle_core::Device;
@@ -9,8 +10,9 @@ use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
 use super::weights::{SyncError, SyncRecord, WeightSource, WeightSync};
-use crate::model::{ModelError, ModelPolicy, TinyConfig, TinyTransformer, ZorplexTokenizer};
+use crate::model::{AnyModel, AnyTokenizer, ModelError, ModelPolicy, ModelSpec};
 use crate::replay::{Group, TrajectoryRecord};
+use crate::train::{FlatError, FlatWeights};
 use crate::zorplex::{
     evaluate_spec, run_episode, Compat, EpisodeConfig, PolicyError, SpecKind, SpecReport, TaskSpec,
 };
@@ -18,8 +20,8 @@ use crate::zorplex::{
 /// How a [`Generator`] is made.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GeneratorParams {
-    /// The model's shape (its weights come from `weights`).
-    pub model: TinyConfig,
+    /// The model (its weights come from `weights`).
+    pub model: ModelSpec,
     /// Where the trainer publishes its weights.
     pub weights: WeightSource,
     /// Limits and sampling of each episode (the sampling seed is set per
@@ -68,15 +70,24 @@ pub enum GeneratorError {
     /// The policy failed inside an episode.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// `evaluate_kept` of a version `keep` did not keep.
+    #[error("version {0} was not kept: call keep() while it is the newest")]
+    NotKept(u64),
+    /// Kept weights could not be loaded back.
+    #[error(transparent)]
+    Flat(#[from] FlatError),
 }
 
-/// A generator: the tiny transformer, its tokenizer and its weight sync.
+/// A generator: a copy of the policy model, its tokenizer and its weight
+/// sync.
 pub struct Generator {
     id: usize,
     vars: VarMap,
-    policy: ModelPolicy<TinyTransformer, ZorplexTokenizer>,
+    policy: ModelPolicy<AnyModel, AnyTokenizer>,
     sync: WeightSync,
     episode: EpisodeConfig,
+    /// Versions copied by `keep`, to evaluate later.
+    kept: BTreeMap<u64, FlatWeights>,
 }
 
 #[monarch_derive::actor]
@@ -84,17 +95,17 @@ impl Generator {
     /// Builds the model and loads the newest published weights.
     #[init]
     async fn new(params: GeneratorParams) -> Result<Self, GeneratorError> {
-        let (vars, model) =
-            TinyTransformer::seeded(params.model, 0, &Device::Cpu).map_err(ModelError::from)?;
+        let built = cpu_bound(async { params.model.build(0, &Device::Cpu) })?;
         let mut generator = Generator {
             id: params.id,
-            vars,
-            policy: ModelPolicy::new(model, ZorplexTokenizer::new()),
+            vars: built.vars,
+            policy: ModelPolicy::new(built.model, built.tokenizer),
             sync: WeightSync::new(
                 params.weights,
                 Duration::from_millis(params.sync_deadline_ms),
             ),
             episode: params.episode,
+            kept: BTreeMap::new(),
         };
         generator.pull().await?;
         Ok(generator)
@@ -146,17 +157,41 @@ impl Generator {
         temperature: f32,
     ) -> Result<SpecReport, GeneratorError> {
         self.pull().await?;
-        let mut config = self.episode;
-        config.sampling.temperature = temperature;
-        config.sampling.seed = seed as u64;
-        Ok(cpu_bound(evaluate_spec(
-            kind,
-            seed,
-            tasks,
-            Compat::default(),
-            &config,
-            &mut self.policy,
-        ))?)
+        self.score(kind, seed, tasks, temperature)
+    }
+
+    /// Pulls the newest weights and keeps a copy of them, to evaluate later
+    /// with [`evaluate_kept`](GeneratorClient::evaluate_kept) without
+    /// taking CPU from a run in progress; returns their version.
+    #[endpoint]
+    async fn keep(&mut self) -> Result<u64, GeneratorError> {
+        self.pull().await?;
+        let version = self.sync.version();
+        if !self.kept.contains_key(&version) {
+            let copy = FlatWeights::export(&self.vars.data().lock().expect("var map lock"))?;
+            self.kept.insert(version, copy);
+        }
+        Ok(version)
+    }
+
+    /// Evaluates the kept `version` like [`evaluate`](GeneratorClient::evaluate)
+    /// does the newest; the next pull loads the newest again.
+    #[endpoint]
+    async fn evaluate_kept(
+        &mut self,
+        version: u64,
+        kind: SpecKind,
+        seed: i64,
+        tasks: usize,
+        temperature: f32,
+    ) -> Result<SpecReport, GeneratorError> {
+        let kept = self
+            .kept
+            .get(&version)
+            .ok_or(GeneratorError::NotKept(version))?;
+        kept.import(&self.vars.data().lock().expect("var map lock"))?;
+        self.sync.forget();
+        self.score(kind, seed, tasks, temperature)
     }
 
     /// The version of the weights held.
@@ -174,6 +209,27 @@ impl Generator {
 }
 
 impl Generator {
+    /// Evaluates the weights held on `tasks` tasks of `kind` from `seed`.
+    fn score(
+        &mut self,
+        kind: SpecKind,
+        seed: i64,
+        tasks: usize,
+        temperature: f32,
+    ) -> Result<SpecReport, GeneratorError> {
+        let mut config = self.episode;
+        config.sampling.temperature = temperature;
+        config.sampling.seed = seed as u64;
+        Ok(cpu_bound(evaluate_spec(
+            kind,
+            seed,
+            tasks,
+            Compat::default(),
+            &config,
+            &mut self.policy,
+        ))?)
+    }
+
     async fn pull(&mut self) -> Result<Option<SyncRecord>, SyncError> {
         let vars = self.vars.data().lock().expect("var map lock").clone();
         self.sync.pull_if_newer(&vars).await

@@ -13,8 +13,8 @@ use super::generator::cpu_bound;
 use super::weights::WeightSource;
 use crate::grpo::{train_step, GrpoConfig, Sample, StepReport};
 use crate::model::{
-    save_checkpoint, CheckpointError, CheckpointInfo, ModelError, TextTokenizer, TinyConfig,
-    TinyTransformer, ZorplexTokenizer,
+    save_checkpoint, AnyModel, AnyTokenizer, CheckpointError, CheckpointInfo, ModelError,
+    ModelSpec, TextTokenizer,
 };
 use crate::pretrain::{demonstrations, pretrain, PretrainConfig, PretrainReport};
 use crate::replay::Group;
@@ -23,9 +23,9 @@ use crate::train::{FlatError, FlatWeights, LossConfig, Trainer, TrainerConfig};
 /// How a [`PolicyTrainer`] is made.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TrainerParams {
-    /// The model's shape.
-    pub model: TinyConfig,
-    /// Seeds the initial weights.
+    /// The model.
+    pub model: ModelSpec,
+    /// Seeds the initial weights (of a model trained from scratch).
     pub seed: u64,
     /// Slots of the weight ring (readers lapped by more than this many
     /// publishes retry on the newest).
@@ -97,19 +97,20 @@ pub enum TrainerError {
     /// The checkpoint could not be written.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
-    /// `reset` before any warm-up.
-    #[error("nothing to reset to: warm the model up first")]
-    NotWarm,
 }
 
 /// The trainer: the policy's master weights, the optimiser and the ring.
 pub struct PolicyTrainer {
-    model: TinyTransformer,
+    spec: ModelSpec,
+    model: AnyModel,
+    tokenizer: AnyTokenizer,
     vars: VarMap,
     optimiser: Trainer,
     ring: SnapshotRing,
     layout: Vec<crate::train::TensorLayout>,
-    warm: Option<FlatWeights>,
+    /// What `reset` goes back to: the weights after the warm-up, or the
+    /// initial ones.
+    warm: FlatWeights,
     grpo: GrpoConfig,
     lr: f64,
     max_policy_age: u64,
@@ -117,11 +118,12 @@ pub struct PolicyTrainer {
 
 #[monarch_derive::actor]
 impl PolicyTrainer {
-    /// Builds the model from its seed and publishes its weights as version 1.
+    /// Builds the model (from its seed, or its pretrained weights) and
+    /// publishes its weights as version 1.
     #[init]
     async fn new(params: TrainerParams) -> Result<Self, TrainerError> {
-        let (vars, model) = TinyTransformer::seeded(params.model, params.seed, &Device::Cpu)
-            .map_err(ModelError::from)?;
+        let built = cpu_bound(async { params.model.build(params.seed, &Device::Cpu) })?;
+        let vars = built.vars;
         let exported = export(&vars)?;
         let mut ring = SnapshotRing::new(params.ring_slots.max(1), exported.bytes.len())?;
         ring.publish(&exported.bytes)?;
@@ -133,11 +135,13 @@ impl PolicyTrainer {
         };
         Ok(PolicyTrainer {
             optimiser: optimiser(&vars, params.lr)?,
-            model,
+            spec: params.model,
+            model: built.model,
+            tokenizer: built.tokenizer,
             vars,
             ring,
-            layout: exported.layout,
-            warm: None,
+            layout: exported.layout.clone(),
+            warm: exported,
             grpo,
             lr: params.lr,
             max_policy_age: params.max_policy_age,
@@ -165,7 +169,7 @@ impl PolicyTrainer {
     async fn save(&self, dir: std::path::PathBuf) -> Result<CheckpointInfo, TrainerError> {
         Ok(save_checkpoint(
             &dir,
-            *self.model.config(),
+            &self.spec,
             &self.vars,
             self.ring.version(),
         )?)
@@ -181,25 +185,31 @@ impl PolicyTrainer {
             seed: warm_up.seed,
             ..PretrainConfig::default()
         };
-        let tokenizer = ZorplexTokenizer::new();
-        let demos = cpu_bound(demonstrations(&config, &tokenizer))?;
+        let demos = cpu_bound(demonstrations(&config, &self.tokenizer))?;
         let report = cpu_bound(async {
-            pretrain(&self.model, &self.vars, tokenizer.pad(), &demos, &config)
+            pretrain(
+                &self.model,
+                &self.vars,
+                self.tokenizer.pad(),
+                &demos,
+                &config,
+            )
         })?;
         let warm = export(&self.vars)?;
         let version = self.ring.publish(&warm.bytes)?;
-        self.warm = Some(warm);
+        self.warm = warm;
         self.optimiser = optimiser(&self.vars, self.lr)?;
         Ok((report, version))
     }
 
-    /// Puts the warm weights back with a fresh optimiser and publishes them
-    /// as a new version, so that another run starts where this one did.
+    /// Puts the warm weights back (the initial ones if there was no warm-up)
+    /// with a fresh optimiser and publishes them as a new version, so that
+    /// another run starts where this one did.
     #[endpoint]
     async fn reset(&mut self) -> Result<u64, TrainerError> {
-        let warm = self.warm.as_ref().ok_or(TrainerError::NotWarm)?;
-        warm.import(&self.vars.data().lock().expect("var map lock"))?;
-        let version = self.ring.publish(&warm.bytes)?;
+        self.warm
+            .import(&self.vars.data().lock().expect("var map lock"))?;
+        let version = self.ring.publish(&self.warm.bytes)?;
         self.optimiser = optimiser(&self.vars, self.lr)?;
         Ok(version)
     }

@@ -86,6 +86,12 @@ impl WeightSync {
         self.version
     }
 
+    /// Forgets which version the weights are (they were overwritten by
+    /// other means), so that the next pull loads the newest whatever it is.
+    pub fn forget(&mut self) {
+        self.version = 0;
+    }
+
     /// Loads the newest published version into `vars` if it is newer than
     /// the one held; `None` when it is not. A version overwritten while it
     /// was read is retried by the ring, which then reads the newest.

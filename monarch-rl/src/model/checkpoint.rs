@@ -1,11 +1,14 @@
-//! A trained tiny transformer on disk: what `async_rl --save DIR` writes and
+//! A trained policy on disk: what `async_rl --save DIR` writes and
 //! `monarch zorplex eval --policy model --model-path DIR` reads.
 //!
-//! A checkpoint is a folder of four files: `model.json` (the model's kind,
-//! its [`TinyConfig`] and the policy version), `layout.json` (the
-//! [`TensorLayout`] table), `weights.bin` (the flat little-endian weights
-//! that table describes) and `tokenizer.json` (the Zorplex tokenizer's
-//! pieces in id order, checked against this build's on load).
+//! A checkpoint is a folder: `model.json` (the [`ModelSpec`] and the policy
+//! version), `layout.json` (the [`TensorLayout`] table), `weights.bin` (the
+//! flat little-endian weights that table describes) and, for the tiny
+//! transformer, `tokenizer.json` (the Zorplex tokenizer's pieces in id
+//! order, checked against this build's on load). A pretrained model's
+//! checkpoint names the file or folder it was loaded from, which must still
+//! be there: its architecture and tokenizer come from it, its weights from
+//! the checkpoint.
 
 use std::path::{Path, PathBuf};
 
@@ -13,16 +16,17 @@ use candle_core::Device;
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
-use super::{ModelPolicy, TextTokenizer, TinyConfig, TinyTransformer, ZorplexTokenizer};
+use super::{
+    AnyModel, AnyTokenizer, BuiltModel, ModelError, ModelPolicy, ModelSpec, TextTokenizer,
+    ZorplexTokenizer,
+};
 use crate::train::{FlatError, FlatWeights, TensorLayout};
 
 /// What `model.json` says.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointInfo {
-    /// The model family: `tiny` for now.
-    pub kind: String,
-    /// The model's shape.
-    pub config: TinyConfig,
+    /// The model, and where a pretrained one was loaded from.
+    pub model: ModelSpec,
     /// The policy version the weights are.
     pub version: u64,
 }
@@ -46,13 +50,15 @@ pub enum CheckpointError {
         /// What is wrong with it.
         error: serde_json::Error,
     },
-    /// The checkpoint is of a model this build cannot load.
-    #[error("{path}: a `{kind}` model; this build loads `tiny` checkpoints")]
-    Kind {
+    /// The model the checkpoint names could not be built.
+    #[error("{path}: building its {family} model: {error}")]
+    Build {
         /// `model.json`.
         path: PathBuf,
-        /// The kind it names.
-        kind: String,
+        /// The model family.
+        family: &'static str,
+        /// What failed.
+        error: ModelError,
     },
     /// The checkpoint's tokenizer is not this build's Zorplex tokenizer.
     #[error("{path}: the tokenizer differs from this build's Zorplex tokenizer at id {id}: the checkpoint was made by another version")]
@@ -70,16 +76,13 @@ pub enum CheckpointError {
         /// What does not fit.
         error: FlatError,
     },
-    /// The model could not be built.
-    #[error("building the model: {0}")]
-    Model(#[from] candle_core::Error),
 }
 
 /// Writes the model whose parameters are `vars` into `dir` (created if
 /// needed), replacing a checkpoint there.
 pub fn save_checkpoint(
     dir: &Path,
-    config: TinyConfig,
+    model: &ModelSpec,
     vars: &VarMap,
     version: u64,
 ) -> Result<CheckpointInfo, CheckpointError> {
@@ -95,46 +98,32 @@ pub fn save_checkpoint(
             }
         })?;
     let info = CheckpointInfo {
-        kind: "tiny".into(),
-        config,
+        model: model.clone(),
         version,
     };
-    let tokenizer = ZorplexTokenizer::new();
-    let pieces: Vec<&str> = (0..tokenizer.vocab_size())
-        .map(|id| tokenizer.piece(id as u32).unwrap_or(""))
-        .collect();
+    if let ModelSpec::Tiny { .. } = model {
+        let tokenizer = ZorplexTokenizer::new();
+        let pieces: Vec<&str> = (0..tokenizer.vocab_size())
+            .map(|id| tokenizer.piece(id as u32).unwrap_or(""))
+            .collect();
+        write_json(&dir.join("tokenizer.json"), &pieces)?;
+    }
     write_json(&dir.join("model.json"), &info)?;
     write_json(&dir.join("layout.json"), &flat.layout)?;
-    write_json(&dir.join("tokenizer.json"), &pieces)?;
     write(&dir.join("weights.bin"), &flat.bytes)?;
     Ok(info)
 }
 
-/// Loads the checkpoint in `dir` onto `device`: the model, its parameters
-/// and what `model.json` says.
+/// Loads the checkpoint in `dir` onto `device`: the model, its parameters,
+/// its tokenizer and what `model.json` says.
 pub fn load_checkpoint(
     dir: &Path,
     device: &Device,
-) -> Result<(TinyTransformer, VarMap, CheckpointInfo), CheckpointError> {
+) -> Result<(BuiltModel, CheckpointInfo), CheckpointError> {
     let info_path = dir.join("model.json");
     let info: CheckpointInfo = read_json(&info_path)?;
-    if info.kind != "tiny" {
-        return Err(CheckpointError::Kind {
-            path: info_path,
-            kind: info.kind,
-        });
-    }
-    let tokenizer_path = dir.join("tokenizer.json");
-    let pieces: Vec<String> = read_json(&tokenizer_path)?;
-    let tokenizer = ZorplexTokenizer::new();
-    let ours = tokenizer.vocab_size();
-    if let Some(id) = (0..pieces.len().max(ours))
-        .find(|&id| pieces.get(id).map(String::as_str) != tokenizer.piece(id as u32))
-    {
-        return Err(CheckpointError::Tokenizer {
-            path: tokenizer_path,
-            id,
-        });
+    if let ModelSpec::Tiny { .. } = info.model {
+        check_tokenizer(&dir.join("tokenizer.json"))?;
     }
     let layout: Vec<TensorLayout> = read_json(&dir.join("layout.json"))?;
     let weights_path = dir.join("weights.bin");
@@ -142,29 +131,46 @@ pub fn load_checkpoint(
         path: weights_path.clone(),
         error,
     })?;
-    let (vars, model) = TinyTransformer::seeded(info.config, 0, device)?;
+    let built = info
+        .model
+        .build(0, device)
+        .map_err(|error| CheckpointError::Build {
+            path: info_path,
+            family: info.model.family(),
+            error,
+        })?;
     FlatWeights { layout, bytes }
-        .import(&vars.data().lock().expect("var map lock"))
+        .import(&built.vars.data().lock().expect("var map lock"))
         .map_err(|error| CheckpointError::Weights {
             path: weights_path,
             error,
         })?;
-    Ok((model, vars, info))
+    Ok((built, info))
 }
 
 /// The checkpoint in `dir` as a Zorplex [`Policy`](crate::zorplex::Policy)
 /// on the CPU, with what `model.json` says.
 pub fn load_policy(
     dir: &Path,
-) -> Result<
-    (
-        ModelPolicy<TinyTransformer, ZorplexTokenizer>,
-        CheckpointInfo,
-    ),
-    CheckpointError,
-> {
-    let (model, _, info) = load_checkpoint(dir, &Device::Cpu)?;
-    Ok((ModelPolicy::new(model, ZorplexTokenizer::new()), info))
+) -> Result<(ModelPolicy<AnyModel, AnyTokenizer>, CheckpointInfo), CheckpointError> {
+    let (built, info) = load_checkpoint(dir, &Device::Cpu)?;
+    Ok((ModelPolicy::new(built.model, built.tokenizer), info))
+}
+
+/// Refuses a tiny transformer's checkpoint made with another tokenizer.
+fn check_tokenizer(path: &Path) -> Result<(), CheckpointError> {
+    let pieces: Vec<String> = read_json(path)?;
+    let tokenizer = ZorplexTokenizer::new();
+    let ours = tokenizer.vocab_size();
+    match (0..pieces.len().max(ours))
+        .find(|&id| pieces.get(id).map(String::as_str) != tokenizer.piece(id as u32))
+    {
+        Some(id) => Err(CheckpointError::Tokenizer {
+            path: path.to_path_buf(),
+            id,
+        }),
+        None => Ok(()),
+    }
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
@@ -196,6 +202,11 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, CheckpointE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{TinyConfig, TinyTransformer};
+
+    fn spec() -> ModelSpec {
+        ModelSpec::Tiny { config: config() }
+    }
 
     fn config() -> TinyConfig {
         TinyConfig {
@@ -225,13 +236,13 @@ mod tests {
     fn a_saved_model_loads_back_exactly() {
         let dir = scratch("round-trip");
         let (vars, model) = TinyTransformer::seeded(config(), 7, &Device::Cpu).unwrap();
-        let info = save_checkpoint(&dir, config(), &vars, 12).unwrap();
-        let (loaded, loaded_vars, read) = load_checkpoint(&dir, &Device::Cpu).unwrap();
+        let info = save_checkpoint(&dir, &spec(), &vars, 12).unwrap();
+        let (loaded, read) = load_checkpoint(&dir, &Device::Cpu).unwrap();
         assert_eq!(info, read);
         assert_eq!(read.version, 12);
-        assert_eq!(loaded.config(), model.config());
+        assert!(matches!(&loaded.model, AnyModel::Tiny(m) if m.config() == model.config()));
         let before = FlatWeights::export(&vars.data().lock().unwrap()).unwrap();
-        let after = FlatWeights::export(&loaded_vars.data().lock().unwrap()).unwrap();
+        let after = FlatWeights::export(&loaded.vars.data().lock().unwrap()).unwrap();
         assert_eq!(before, after);
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -240,7 +251,7 @@ mod tests {
     fn damaged_checkpoints_are_refused_with_the_file_named() {
         let dir = scratch("damaged");
         let (vars, _) = TinyTransformer::seeded(config(), 7, &Device::Cpu).unwrap();
-        save_checkpoint(&dir, config(), &vars, 1).unwrap();
+        save_checkpoint(&dir, &spec(), &vars, 1).unwrap();
 
         let weights = dir.join("weights.bin");
         let bytes = std::fs::read(&weights).unwrap();

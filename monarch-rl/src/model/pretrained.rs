@@ -27,6 +27,23 @@ pub struct Pretrained {
 pub struct SmolLM2;
 
 impl SmolLM2 {
+    /// Where `scripts/fetch-smollm2.sh` puts the GGUF: `$MONARCH_SMOLLM2_GGUF`
+    /// if set, else `SmolLM2-135M-Instruct.Q4_1.gguf` in `$MONARCH_MODEL_CACHE`
+    /// (by default `~/.cache/monarch-rs/models`). The file may not exist.
+    pub fn default_path() -> std::path::PathBuf {
+        use std::path::PathBuf;
+        if let Some(path) = std::env::var_os("MONARCH_SMOLLM2_GGUF") {
+            return PathBuf::from(path);
+        }
+        let cache = std::env::var_os("MONARCH_MODEL_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                    .join(".cache/monarch-rs/models")
+            });
+        cache.join("SmolLM2-135M-Instruct.Q4_1.gguf")
+    }
+
     /// Loads the GGUF at `path` (see `scripts/fetch-smollm2.sh`): weights
     /// dequantised to `dtype` (`F32`, or `BF16` to halve the memory), the
     /// tokenizer and chat template from its metadata.

@@ -1,0 +1,503 @@
+//! The main job: warm a tiny transformer up on noisy scripted Zorplex
+//! demonstrations, then train it with GRPO on actors, generators and trainer
+//! in processes of their own, weights through registered memory, in sync
+//! and in async mode from the same warm weights, and compare.
+//! `--model smollm2` (the GGUF `scripts/fetch-smollm2.sh` fetches) and
+//! `--model qwen2 --model-path DIR` run the same loop on those models,
+//! without a warm-up unless `--warm-up-steps` asks for one (slow on CPU:
+//! 135 M parameters and up).
+//!
+//! `cargo run --release --example async_rl` (a few minutes on two cores);
+//! `-- --help` lists the flags. A progress bar shows each run's step, reward,
+//! accuracy and policy version (a line per step where stderr is not a
+//! terminal); every step is written as a JSON line to `--metrics` (default
+//! `target/async_rl/metrics.jsonl`), the held-out accuracy of versions kept
+//! along the way to `curve.jsonl` beside it, and reward and held-out accuracy
+//! against wall time are plotted to `--plot` (`.svg` and `.png`).
+//!
+//! The held-out curve costs the runs nothing: an evaluator process (a
+//! generator outside the pool) copies the newest weights every
+//! `--curve-every` steps, a few milliseconds, and scores the copies once
+//! both runs are over.
+
+mod plot;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use monarch::prelude::*;
+use monarch::rl::async_rl::{
+    evaluate, run_loop, spawn_generators, Generator, GeneratorParams, LoopConfig, LoopReport, Mode,
+    PolicyTrainer, StepMetrics, TrainerParams, WarmUp,
+};
+use monarch::rl::model::{ModelSpec, SmolLM2, TextTokenizer, TinyConfig, ZorplexTokenizer};
+use monarch::rl::zorplex::{EpisodeConfig, ReportTable, SpecKind, SpecReport};
+use monarch::Host;
+
+/// Async RL on Zorplex with the tiny transformer (or SmolLM2, or Qwen2).
+#[derive(Parser, Debug)]
+struct Args {
+    /// The policy model: `tiny` (trained from scratch), `smollm2` (a GGUF
+    /// file) or `qwen2` (a Hugging Face directory).
+    #[arg(long, value_enum, default_value_t = Family::Tiny)]
+    model: Family,
+    /// The GGUF file of `--model smollm2` (by default where
+    /// `scripts/fetch-smollm2.sh` puts it), the directory of `--model qwen2`.
+    #[arg(long, required_if_eq("model", "qwen2"))]
+    model_path: Option<PathBuf>,
+    /// `sync`, `async`, or `both` (the same warm weights, one after the other).
+    #[arg(long, default_value = "both")]
+    mode: String,
+    /// Generator processes.
+    #[arg(long, default_value_t = 2)]
+    generators: usize,
+    /// Trainer steps per mode.
+    #[arg(long, default_value_t = 30)]
+    steps: usize,
+    /// Groups (tasks) per trainer step.
+    #[arg(long, default_value_t = 4)]
+    groups_per_step: usize,
+    /// Episodes per group.
+    #[arg(long, default_value_t = 8)]
+    group_size: usize,
+    /// The most versions a trained sample's policy may be behind.
+    #[arg(long, default_value_t = 1)]
+    max_policy_age: u64,
+    /// Learning rate of the RL steps.
+    #[arg(long, default_value_t = 3e-4)]
+    lr: f64,
+    /// Seeds the model, the warm-up and the training tasks.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Warm-up optimiser steps on scripted demonstrations (default: 500 for
+    /// the tiny model, none for a pretrained one).
+    #[arg(long)]
+    warm_up_steps: Option<usize>,
+    /// First seed of the held-out evaluation tasks.
+    #[arg(long, default_value_t = 10_000)]
+    eval_seed: i64,
+    /// Held-out tasks per spec.
+    #[arg(long, default_value_t = 20)]
+    eval_tasks: usize,
+    /// Most assistant turns per episode.
+    #[arg(long, default_value_t = EpisodeConfig::default().max_turns)]
+    max_turns: usize,
+    /// Most tokens the model writes per turn.
+    #[arg(long, default_value_t = EpisodeConfig::default().max_tokens_per_turn)]
+    max_tokens_per_turn: usize,
+    /// Kill one generator's process after this many steps of each run.
+    #[arg(long)]
+    kill_generator_after: Option<usize>,
+    /// Where the per-step metrics go, one JSON object a line.
+    #[arg(long, default_value = "target/async_rl/metrics.jsonl")]
+    metrics: PathBuf,
+    /// Keep the weights for the held-out curve every this many steps.
+    #[arg(long, default_value_t = 5)]
+    curve_every: usize,
+    /// Held-out tasks per spec for each point of the curve.
+    #[arg(long, default_value_t = 10)]
+    curve_tasks: usize,
+    /// The held-out accuracy (mean over the specs, 0..1) whose wall time to
+    /// reach is reported for each mode.
+    #[arg(long, default_value_t = 0.25)]
+    target_accuracy: f64,
+    /// The plot's path without extension: `.svg` and `.png` are written.
+    #[arg(long, default_value = "target/async_rl/plot")]
+    plot: PathBuf,
+    /// Save each run's final policy here (in `DIR/sync` and `DIR/async` when
+    /// both run), for `monarch zorplex eval --policy model --model-path`.
+    #[arg(long)]
+    save: Option<PathBuf>,
+}
+
+/// A model family of `--model`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Family {
+    Tiny,
+    Smollm2,
+    Qwen2,
+}
+
+/// One mode's run: the loop's report, the held-out table after it, and the
+/// versions kept for the curve with the wall time each was published at.
+struct Run {
+    report: LoopReport,
+    after: Vec<SpecReport>,
+    kept: Vec<(u64, f64)>,
+}
+
+/// A point of the held-out curve.
+#[derive(serde::Serialize)]
+struct CurvePoint {
+    mode: Mode,
+    version: u64,
+    wall_seconds: f64,
+    /// Mean over the specs.
+    accuracy: f64,
+    per_spec: Vec<(String, f64)>,
+}
+
+#[monarch::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let modes = match args.mode.as_str() {
+        "both" => vec![Mode::Sync, Mode::Async],
+        other => vec![other.parse::<Mode>()?],
+    };
+    if args.curve_every == 0 {
+        return Err("--curve-every must be at least 1".into());
+    }
+    // A generator killed on purpose is a fault this job expects and
+    // survives; report it instead of exiting.
+    this_proc().set_fault_hook(Arc::new(|event: &SupervisionEvent| {
+        eprintln!("worker fault: {event}");
+    }));
+    let kinds = SpecKind::rl_mix().to_vec();
+    let path = || args.model_path.clone().unwrap_or_default();
+    let model = match args.model {
+        Family::Tiny => ModelSpec::Tiny {
+            config: TinyConfig {
+                vocab: ZorplexTokenizer::new().vocab_size(),
+                ..TinyConfig::default()
+            },
+        },
+        Family::Smollm2 => ModelSpec::Smollm2 {
+            path: args
+                .model_path
+                .clone()
+                .unwrap_or_else(SmolLM2::default_path),
+        },
+        Family::Qwen2 => ModelSpec::Qwen2 { dir: path() },
+    };
+    let warm_up_steps = args.warm_up_steps.unwrap_or(match args.model {
+        Family::Tiny => 500,
+        Family::Smollm2 | Family::Qwen2 => 0,
+    });
+    let timeout = Duration::from_secs(600);
+
+    let trainer_procs = Host::owned_by(this_proc())
+        .spawn_procs(shape! { trainer = 1 })
+        .await?;
+    let trainer = trainer_procs
+        .spawn::<PolicyTrainer>(
+            "trainer",
+            TrainerParams {
+                model: model.clone(),
+                seed: args.seed,
+                ring_slots: 2,
+                group_size: args.group_size,
+                normalize_std: false,
+                lr: args.lr,
+                max_policy_age: args.max_policy_age,
+            },
+        )
+        .await?;
+    if warm_up_steps > 0 {
+        println!("warming up ({warm_up_steps} steps)...");
+        let (warm_report, _) = trainer
+            .warm_up(WarmUp {
+                steps: warm_up_steps,
+                seed: args.seed,
+                ..WarmUp::default()
+            })
+            .timeout(Duration::from_secs(3600))
+            .call_one()
+            .await?;
+        println!(
+            "warm-up: loss {:.3} -> {:.3} in {:.0} s",
+            warm_report.first_loss, warm_report.last_loss, warm_report.seconds
+        );
+    }
+    let generator = GeneratorParams {
+        model,
+        weights: trainer.weights().call_one().await?,
+        episode: EpisodeConfig {
+            max_turns: args.max_turns,
+            max_tokens_per_turn: args.max_tokens_per_turn,
+            ..EpisodeConfig::sampled()
+        },
+        sync_deadline_ms: 30_000,
+        id: 0,
+    };
+    let pool = spawn_generators(args.generators, generator.clone(), timeout).await?;
+    let evaluator_procs = Host::owned_by(this_proc())
+        .with_env("RAYON_NUM_THREADS", "1")
+        .spawn_procs(shape! { evaluator = 1 })
+        .await?;
+    let evaluator = evaluator_procs
+        .spawn::<Generator>("evaluator", generator)
+        .await?;
+    let before = evaluate(&pool, &kinds, args.eval_seed, args.eval_tasks, 0.0, timeout).await?;
+    println!(
+        "\nwarm model, held-out tasks (greedy):\n{}",
+        ReportTable(&before)
+    );
+
+    if let Some(dir) = args.metrics.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut metrics = std::fs::File::create(&args.metrics)?;
+    let mut runs: Vec<Run> = Vec::new();
+    for (i, &mode) in modes.iter().enumerate() {
+        if i > 0 {
+            trainer.reset().timeout(timeout).call_one().await?;
+        }
+        let config = LoopConfig {
+            mode,
+            steps: args.steps,
+            groups_per_step: args.groups_per_step,
+            group_size: args.group_size,
+            max_policy_age: args.max_policy_age,
+            kinds: kinds.clone(),
+            seed: args.seed + 1,
+            call_timeout: timeout,
+            kill_generator_after: args.kill_generator_after,
+        };
+        println!("\n{mode} RL, {} steps:", args.steps);
+        let started = Instant::now();
+        let warm = evaluator.keep().timeout(timeout).call_one().await?;
+        let (keep, keeper) = keeper(evaluator.clone(), timeout);
+        let bar = progress(mode, args.steps);
+        let mut write_error = None;
+        let report = run_loop(&trainer, &pool, &config, |step: &StepMetrics| {
+            show(&bar, step);
+            if step.step % args.curve_every == 0 || step.step == args.steps {
+                let _ = keep.send(());
+            }
+            if let Err(e) = serde_json::to_writer(&mut metrics, step)
+                .map_err(std::io::Error::from)
+                .and_then(|()| std::io::Write::write_all(&mut metrics, b"\n"))
+            {
+                write_error.get_or_insert(e);
+            }
+        })
+        .await?;
+        // The keeper ends once its sender is gone.
+        drop(keep);
+        bar.finish();
+        if let Some(e) = write_error {
+            return Err(format!("writing {}: {e}", args.metrics.display()).into());
+        }
+        let mut kept = vec![(warm, 0.0)];
+        for version in keeper.await?? {
+            if let Some(step) = report.steps.iter().find(|s| s.version == version) {
+                kept.push((version, step.wall_seconds));
+            }
+        }
+        for event in &report.events {
+            println!("  event: {event:?}");
+        }
+        let after = evaluate(&pool, &kinds, args.eval_seed, args.eval_tasks, 0.0, timeout).await?;
+        println!(
+            "{mode}: {:.1} s, {:.2} trajectories/s; held-out after training (greedy):\n{}",
+            started.elapsed().as_secs_f64(),
+            report.trajectories_per_second(),
+            ReportTable(&after)
+        );
+        if let Some(dir) = &args.save {
+            let dir = if modes.len() > 1 {
+                dir.join(mode.to_string())
+            } else {
+                dir.clone()
+            };
+            let info = trainer
+                .save(dir.clone())
+                .timeout(timeout)
+                .call_one()
+                .await?;
+            println!(
+                "saved policy version {} to {} (score it with: cargo run -p monarch-rs-cli -- zorplex eval --policy model --model-path {} --seed S)",
+                info.version,
+                dir.display(),
+                dir.display()
+            );
+        }
+        runs.push(Run {
+            report,
+            after,
+            kept,
+        });
+    }
+
+    println!(
+        "\nscoring the held-out curve ({} kept versions, {} tasks per spec)...",
+        runs.iter().map(|r| r.kept.len()).sum::<usize>(),
+        args.curve_tasks
+    );
+    let mut curves: Vec<Vec<CurvePoint>> = Vec::new();
+    for run in &runs {
+        let mut curve = Vec::with_capacity(run.kept.len());
+        for &(version, wall_seconds) in &run.kept {
+            let mut per_spec = Vec::with_capacity(kinds.len());
+            for &kind in &kinds {
+                let report = evaluator
+                    .evaluate_kept(version, kind, args.eval_seed, args.curve_tasks, 0.0)
+                    .timeout(timeout)
+                    .call_one()
+                    .await?;
+                per_spec.push((kind.to_string(), report.accuracy));
+            }
+            let accuracy = per_spec.iter().map(|(_, a)| a).sum::<f64>() / per_spec.len() as f64;
+            curve.push(CurvePoint {
+                mode: run.report.mode,
+                version,
+                wall_seconds,
+                accuracy,
+                per_spec,
+            });
+        }
+        curves.push(curve);
+    }
+    write_curve(&args.metrics.with_file_name("curve.jsonl"), &curves)?;
+
+    println!(
+        "\nsummary (held-out accuracy, greedy, {} tasks per spec):",
+        args.eval_tasks
+    );
+    print!("{:<10}", "");
+    for kind in &kinds {
+        print!("{:>20}", kind.to_string());
+    }
+    println!("{:>16}{:>14}", "trajectories/s", "sync mean ms");
+    print_row("warm", &before, None);
+    for run in &runs {
+        print_row(&run.report.mode.to_string(), &run.after, Some(&run.report));
+    }
+    for (run, curve) in runs.iter().zip(&curves) {
+        let best = curve.iter().map(|p| p.accuracy).fold(0.0, f64::max);
+        match curve.iter().find(|p| p.accuracy >= args.target_accuracy) {
+            Some(point) => println!(
+                "{}: held-out accuracy {:.0}% (target {:.0}%) reached at {:.1} s (version {})",
+                run.report.mode,
+                point.accuracy * 100.0,
+                args.target_accuracy * 100.0,
+                point.wall_seconds,
+                point.version
+            ),
+            None => println!(
+                "{}: held-out accuracy target {:.0}% not reached (best {:.0}%)",
+                run.report.mode,
+                args.target_accuracy * 100.0,
+                best * 100.0
+            ),
+        }
+    }
+    if let [sync, async_] = runs.as_slice() {
+        println!(
+            "async / sync throughput: {:.2}x",
+            async_.report.trajectories_per_second() / sync.report.trajectories_per_second()
+        );
+    }
+    let series: Vec<plot::Series> = runs
+        .iter()
+        .zip(&curves)
+        .map(|(run, curve)| plot::Series {
+            name: run.report.mode.to_string(),
+            reward: run
+                .report
+                .steps
+                .iter()
+                .map(|s| (s.wall_seconds, s.mean_reward))
+                .collect(),
+            accuracy: curve.iter().map(|p| (p.wall_seconds, p.accuracy)).collect(),
+        })
+        .collect();
+    let written = plot::write(&args.plot, &series)?;
+    println!(
+        "plot: {} and {}{}",
+        written.files[0].display(),
+        written.files[1].display(),
+        match &written.font {
+            Some(_) => String::new(),
+            None => " (no font found, drawn without text: set MONARCH_PLOT_FONT to a .ttf)".into(),
+        }
+    );
+    println!("metrics: {}", args.metrics.display());
+    pool.stop().await;
+    evaluator_procs.stop().await;
+    trainer_procs.stop().await;
+    Ok(())
+}
+
+/// A task that keeps the newest weights on the evaluator each time it is
+/// told to, and returns the versions kept once the sender is dropped.
+fn keeper(
+    evaluator: ActorMesh<Generator>,
+    timeout: Duration,
+) -> (
+    tokio::sync::mpsc::UnboundedSender<()>,
+    tokio::task::JoinHandle<Result<Vec<u64>, String>>,
+) {
+    let (keep, mut requests) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut versions = Vec::new();
+        while requests.recv().await.is_some() {
+            let version = evaluator
+                .keep()
+                .timeout(timeout)
+                .call_one()
+                .await
+                .map_err(|e| format!("keeping weights for the curve: {e}"))?;
+            versions.push(version);
+        }
+        Ok(versions)
+    });
+    (keep, task)
+}
+
+fn progress(mode: Mode, steps: usize) -> ProgressBar {
+    let bar = ProgressBar::new(steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>6} [{bar:30}] {pos:>3}/{len} {msg} ({elapsed})")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(mode.to_string());
+    bar
+}
+
+/// Shows a step on the bar, or as a line where the bar is hidden (output
+/// is not a terminal).
+fn show(bar: &ProgressBar, step: &StepMetrics) {
+    let message = format!(
+        "v{:<3} reward {:>5.2}  accuracy {:>4.0}%  {:>5} trajectories  {} generators",
+        step.version,
+        step.mean_reward,
+        step.accuracy * 100.0,
+        step.trajectories,
+        step.healthy_generators
+    );
+    if bar.is_hidden() {
+        println!(
+            "  {} step {:>3}  {message}  {:>6.1} s",
+            step.mode, step.step, step.wall_seconds
+        );
+    }
+    bar.set_message(message);
+    bar.set_position(step.step as u64);
+}
+
+fn write_curve(path: &Path, curves: &[Vec<CurvePoint>]) -> Result<(), Box<dyn std::error::Error>> {
+    let mut text = String::new();
+    for point in curves.iter().flatten() {
+        text.push_str(&serde_json::to_string(point)?);
+        text.push('\n');
+    }
+    std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()).into())
+}
+
+fn print_row(name: &str, reports: &[SpecReport], run: Option<&LoopReport>) {
+    print!("{name:<10}");
+    for report in reports {
+        print!("{:>19.0}%", report.accuracy * 100.0);
+    }
+    if let Some(run) = run {
+        let syncs = run.syncs.len().max(1) as f64;
+        let mean = run.syncs.iter().map(|s| s.seconds).sum::<f64>() / syncs * 1e3;
+        print!("{:>16.2}{:>14.2}", run.trajectories_per_second(), mean);
+    }
+    println!();
+}
