@@ -385,6 +385,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ),
         }
     }
+    if let Some(bytes) = runs
+        .iter()
+        .flat_map(|r| &r.report.syncs)
+        .map(|s| s.bytes)
+        .max()
+    {
+        let syncs: Vec<f64> = runs
+            .iter()
+            .flat_map(|r| &r.report.syncs)
+            .map(|s| s.seconds)
+            .collect();
+        let sync = syncs.iter().sum::<f64>() / syncs.len() as f64;
+        let copy = memcpy_seconds(bytes as usize);
+        println!(
+            "weight sync: {:.2} ms per version of {:.1} MiB on average ({} syncs), a memcpy of the same bytes here {:.2} ms: {:.1}x",
+            sync * 1e3,
+            bytes as f64 / (1 << 20) as f64,
+            syncs.len(),
+            copy * 1e3,
+            sync / copy
+        );
+    }
     if let [sync, async_] = runs.as_slice() {
         println!(
             "async / sync throughput: {:.2}x",
@@ -489,15 +511,36 @@ fn write_curve(path: &Path, curves: &[Vec<CurvePoint>]) -> Result<(), Box<dyn st
     std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()).into())
 }
 
+/// The median time of a memcpy of `bytes` between two buffers already
+/// touched, in seconds.
+fn memcpy_seconds(bytes: usize) -> f64 {
+    let source = vec![1u8; bytes];
+    let mut target = vec![0u8; bytes];
+    let mut times: Vec<f64> = (0..21)
+        .map(|_| {
+            let started = Instant::now();
+            target.copy_from_slice(std::hint::black_box(&source));
+            std::hint::black_box(&target);
+            started.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
 fn print_row(name: &str, reports: &[SpecReport], run: Option<&LoopReport>) {
     print!("{name:<10}");
     for report in reports {
         print!("{:>19.0}%", report.accuracy * 100.0);
     }
     if let Some(run) = run {
-        let syncs = run.syncs.len().max(1) as f64;
-        let mean = run.syncs.iter().map(|s| s.seconds).sum::<f64>() / syncs * 1e3;
-        print!("{:>16.2}{:>14.2}", run.trajectories_per_second(), mean);
+        print!("{:>16.2}", run.trajectories_per_second());
+        if run.syncs.is_empty() {
+            print!("{:>14}", "-");
+        } else {
+            let total: f64 = run.syncs.iter().map(|s| s.seconds).sum();
+            print!("{:>14.2}", total / run.syncs.len() as f64 * 1e3);
+        }
     }
     println!();
 }

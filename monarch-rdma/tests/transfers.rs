@@ -9,13 +9,10 @@
 #[path = "common/peer.rs"]
 mod peer;
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::LazyLock;
 use std::time::Duration;
 
-use libtest_mimic::{Arguments, Failed, Trial};
 use monarch_core::prelude::*;
+use monarch_core::testing::{runtime, Failed, Scenarios};
 use monarch_core::Host;
 use monarch_rdma::{
     cuda_available, Backend, RdmaBatch, RdmaBuffer, RdmaError, RegisteredMemory, Route,
@@ -27,112 +24,63 @@ use peer::{filled, pattern, Kind, Opts, Peer};
 /// Every wait is bounded by this.
 const LIMIT: Duration = Duration::from_secs(120);
 
-static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-});
-
-type Scenario = fn() -> Pin<Box<dyn Future<Output = Result<(), Failed>>>>;
-
 fn main() {
     monarch_core::bootstrap();
     if let Ok(handle) = std::env::var("RDMA_TEST_INTRUDE") {
         intrude(&handle);
     }
-    let scenarios: Vec<(&str, Scenario, bool)> = vec![
-        ("same_process_memcpy", || Box::pin(same_process()), false),
-        (
-            "shared_memory_across_processes",
-            || Box::pin(across(Kind::Shared, Opts::AUTO, "auto", "shared memory")),
-            false,
-        ),
-        (
-            "process_vm_across_processes",
-            || {
-                Box::pin(across(
-                    Kind::Vec,
-                    Opts::AUTO,
-                    "auto",
-                    "process_vm_readv/writev",
-                ))
-            },
-            false,
-        ),
-        (
-            "bytes_mut_across_processes",
-            || {
-                Box::pin(across(
-                    Kind::BytesMut,
-                    Opts::AUTO,
-                    "auto",
-                    "process_vm_readv/writev",
-                ))
-            },
-            false,
-        ),
-        (
-            "bulk_streams_over_a_unix_socket",
-            || Box::pin(across(Kind::Shared, SPLIT, "auto", "bulk streams")),
-            false,
-        ),
-        (
-            "bulk_streams_over_quic",
-            || Box::pin(across(Kind::Shared, SPLIT, "quic", "bulk streams")),
-            false,
-        ),
-        (
-            "bulk_streams_from_handed_over_memory_over_quic",
-            || Box::pin(across(Kind::Vec, SPLIT, "quic", "bulk streams")),
-            false,
-        ),
-        (
-            "dropped_and_unknown_buffers_fail_cleanly",
-            || Box::pin(dropped()),
-            false,
-        ),
-        (
-            "a_process_without_the_credential_is_refused",
-            || Box::pin(refused()),
-            false,
-        ),
-        (
-            "batches_span_owners_under_one_deadline",
-            || Box::pin(batch()),
-            false,
-        ),
-        (
-            "ring_never_tears_across_processes",
-            || Box::pin(ring_stress()),
-            false,
-        ),
-        (
-            "ring_property_over_random_shapes",
-            || Box::pin(ring_property()),
-            false,
-        ),
-        ("handles_are_small", || Box::pin(small_handles()), false),
-        ("no_cuda_device_is_reported", || Box::pin(no_cuda()), false),
-        ("one_gib_across_processes", || Box::pin(one_gib()), true),
-    ];
-    let trials = scenarios
-        .into_iter()
-        .map(|(name, scenario, ignored)| {
-            Trial::test(name, move || {
-                RUNTIME.block_on(async move {
-                    tokio::time::timeout(LIMIT, scenario())
-                        .await
-                        .map_err(|_| Failed::from(format!("{name} timed out")))?
-                })
-            })
-            .with_ignored_flag(ignored)
+    Scenarios::new()
+        .limit(LIMIT)
+        // The scenarios start processes of their own: one at a time.
+        .one_at_a_time()
+        .test("same_process_memcpy", || Box::pin(same_process()))
+        .test("shared_memory_across_processes", || {
+            Box::pin(across(Kind::Shared, Opts::AUTO, "auto", "shared memory"))
         })
-        .collect();
-    let mut args = Arguments::from_args();
-    // The scenarios start processes of their own: one at a time.
-    args.test_threads = Some(1);
-    libtest_mimic::run(&args, trials).exit();
+        .test("process_vm_across_processes", || {
+            Box::pin(across(
+                Kind::Vec,
+                Opts::AUTO,
+                "auto",
+                "process_vm_readv/writev",
+            ))
+        })
+        .test("bytes_mut_across_processes", || {
+            Box::pin(across(
+                Kind::BytesMut,
+                Opts::AUTO,
+                "auto",
+                "process_vm_readv/writev",
+            ))
+        })
+        .test("bulk_streams_over_a_unix_socket", || {
+            Box::pin(across(Kind::Shared, SPLIT, "auto", "bulk streams"))
+        })
+        .test("bulk_streams_over_quic", || {
+            Box::pin(across(Kind::Shared, SPLIT, "quic", "bulk streams"))
+        })
+        .test("bulk_streams_from_handed_over_memory_over_quic", || {
+            Box::pin(across(Kind::Vec, SPLIT, "quic", "bulk streams"))
+        })
+        .test("dropped_and_unknown_buffers_fail_cleanly", || {
+            Box::pin(dropped())
+        })
+        .test("a_process_without_the_credential_is_refused", || {
+            Box::pin(refused())
+        })
+        .test("batches_span_owners_under_one_deadline", || {
+            Box::pin(batch())
+        })
+        .test("ring_never_tears_across_processes", || {
+            Box::pin(ring_stress())
+        })
+        .test("ring_property_over_random_shapes", || {
+            Box::pin(ring_property())
+        })
+        .test("handles_are_small", || Box::pin(small_handles()))
+        .test("no_cuda_device_is_reported", || Box::pin(no_cuda()))
+        .ignored("one_gib_across_processes", || Box::pin(one_gib()))
+        .run();
 }
 
 /// Bulk streams split into several parts even for the small test buffers.
@@ -361,7 +309,7 @@ async fn refused() -> Result<(), Failed> {
 /// handed a handle of another job.
 fn intrude(handle: &str) -> ! {
     let handle: RdmaBuffer = serde_json::from_str(handle).expect("a handle");
-    RUNTIME.block_on(async move {
+    runtime().block_on(async move {
         // A transport of its own, as any monarch program has.
         let procs = workers("auto", 1).await.expect("its own workers");
         for route in [Route::Auto, Route::Bulk] {

@@ -5,13 +5,11 @@
 //! `cargo test -p monarch-rs-rl --test async_rl` (a minute or so on two
 //! cores: the model is small and untrained, the episodes short).
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use libtest_mimic::{Arguments, Failed, Trial};
 use monarch_core::prelude::*;
+use monarch_core::testing::{Failed, Scenarios};
 use monarch_core::Host;
 use monarch_rl::async_rl::{
     run_loop, spawn_generators, GeneratorParams, GeneratorPool, GroupRequest, LoopConfig,
@@ -23,51 +21,29 @@ use monarch_rl::zorplex::{EpisodeConfig, Sampling, SpecKind};
 /// Every scenario is bounded by this.
 const LIMIT: Duration = Duration::from_secs(300);
 
-static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-});
-
-type Scenario = fn() -> Pin<Box<dyn Future<Output = Result<(), Failed>>>>;
-
 fn main() {
     monarch_core::bootstrap();
     // A generator killed on purpose is a fault this process expects.
     this_proc().set_fault_hook(Arc::new(|event: &SupervisionEvent| {
         tracing::warn!(%event, "worker fault");
     }));
-    let scenarios: Vec<(&str, Scenario)> = vec![
-        ("both_modes_advance_the_policy_version", || {
+    Scenarios::new()
+        .limit(LIMIT)
+        // The scenarios start processes of their own: one at a time.
+        .one_at_a_time()
+        .test("both_modes_advance_the_policy_version", || {
             Box::pin(both_modes())
-        }),
-        ("a_killed_generator_does_not_stop_training", || {
-            Box::pin(killed_generator())
-        }),
-        ("samples_older_than_the_bound_are_never_trained_on", || {
-            Box::pin(stale_refused())
-        }),
-        ("smollm2_plays_and_syncs_through_the_actors", || {
-            Box::pin(smollm2())
-        }),
-    ];
-    let trials = scenarios
-        .into_iter()
-        .map(|(name, scenario)| {
-            Trial::test(name, move || {
-                RUNTIME.block_on(async move {
-                    tokio::time::timeout(LIMIT, scenario())
-                        .await
-                        .map_err(|_| Failed::from(format!("{name} timed out")))?
-                })
-            })
         })
-        .collect();
-    let mut args = Arguments::from_args();
-    // The scenarios start processes of their own: one at a time.
-    args.test_threads = Some(1);
-    libtest_mimic::run(&args, trials).exit();
+        .test("a_killed_generator_does_not_stop_training", || {
+            Box::pin(killed_generator())
+        })
+        .test("samples_older_than_the_bound_are_never_trained_on", || {
+            Box::pin(stale_refused())
+        })
+        .test("smollm2_plays_and_syncs_through_the_actors", || {
+            Box::pin(smollm2())
+        })
+        .run();
 }
 
 fn check(condition: bool, what: &str) -> Result<(), Failed> {

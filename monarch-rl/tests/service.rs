@@ -6,13 +6,11 @@
 //!
 //! `cargo test -p monarch-rs-rl --test service` (seconds).
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use libtest_mimic::{Arguments, Failed, Trial};
 use monarch_core::prelude::*;
+use monarch_core::testing::{Failed, Scenarios};
 use monarch_rl::service::{
     find, probe, publish, Probe, RegistryError, Service, ServiceConfig, ServiceError,
 };
@@ -23,50 +21,29 @@ const LIMIT: Duration = Duration::from_secs(120);
 /// Every wait inside a scenario is bounded by this.
 const WAIT: Duration = Duration::from_secs(30);
 
-static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-});
-
-type Scenario = fn() -> Pin<Box<dyn Future<Output = Result<(), Failed>>>>;
-
 fn main() {
     monarch_core::bootstrap();
     this_proc().set_fault_hook(Arc::new(|event: &SupervisionEvent| {
         tracing::warn!(%event, "worker fault");
     }));
-    let scenarios: Vec<(&str, Scenario)> = vec![
-        ("round_robin_marks_and_recovers_a_replica", || {
+    Scenarios::new()
+        .limit(LIMIT)
+        // The scenarios start processes of their own: one at a time.
+        .one_at_a_time()
+        .test("round_robin_marks_and_recovers_a_replica", || {
             Box::pin(round_robin())
-        }),
-        ("least_loaded_avoids_a_busy_replica", || {
+        })
+        .test("least_loaded_avoids_a_busy_replica", || {
             Box::pin(least_loaded())
-        }),
-        (
+        })
+        .test(
             "a_killed_replica_is_marked_by_supervision_and_replaced",
             || Box::pin(killed_replica()),
-        ),
-        ("the_registry_finds_a_service_from_another_process", || {
+        )
+        .test("the_registry_finds_a_service_from_another_process", || {
             Box::pin(registry_elsewhere())
-        }),
-    ];
-    let trials = scenarios
-        .into_iter()
-        .map(|(name, scenario)| {
-            Trial::test(name, move || {
-                RUNTIME.block_on(async move {
-                    tokio::time::timeout(LIMIT, scenario())
-                        .await
-                        .map_err(|_| Failed::from(format!("{name} timed out")))?
-                })
-            })
         })
-        .collect();
-    let mut args = Arguments::from_args();
-    args.test_threads = Some(1);
-    libtest_mimic::run(&args, trials).exit();
+        .run();
 }
 
 /// A replica: answers with its id unless told to fail.

@@ -168,7 +168,9 @@ impl Generator {
         self.pull().await?;
         let version = self.sync.version();
         if !self.kept.contains_key(&version) {
-            let copy = FlatWeights::export(&self.vars.data().lock().expect("var map lock"))?;
+            let copy = cpu_bound(async {
+                FlatWeights::export(&self.vars.data().lock().expect("var map lock"))
+            })?;
             self.kept.insert(version, copy);
         }
         Ok(version)
@@ -189,7 +191,7 @@ impl Generator {
             .kept
             .get(&version)
             .ok_or(GeneratorError::NotKept(version))?;
-        kept.import(&self.vars.data().lock().expect("var map lock"))?;
+        cpu_bound(async { kept.import(&self.vars.data().lock().expect("var map lock")) })?;
         self.sync.forget();
         self.score(kind, seed, tasks, temperature)
     }
@@ -232,7 +234,9 @@ impl Generator {
 
     async fn pull(&mut self) -> Result<Option<SyncRecord>, SyncError> {
         let vars = self.vars.data().lock().expect("var map lock").clone();
-        self.sync.pull_if_newer(&vars).await
+        // Loading a version copies all the weights: off the runtime's
+        // threads, so that heartbeats keep going for a large model.
+        cpu_bound(self.sync.pull_if_newer(&vars))
     }
 }
 

@@ -124,7 +124,7 @@ impl PolicyTrainer {
     async fn new(params: TrainerParams) -> Result<Self, TrainerError> {
         let built = cpu_bound(async { params.model.build(params.seed, &Device::Cpu) })?;
         let vars = built.vars;
-        let exported = export(&vars)?;
+        let exported = cpu_bound(async { export(&vars) })?;
         let mut ring = SnapshotRing::new(params.ring_slots.max(1), exported.bytes.len())?;
         ring.publish(&exported.bytes)?;
         let grpo = GrpoConfig {
@@ -167,12 +167,10 @@ impl PolicyTrainer {
     /// host (see [`crate::model::save_checkpoint`]).
     #[endpoint]
     async fn save(&self, dir: std::path::PathBuf) -> Result<CheckpointInfo, TrainerError> {
-        Ok(save_checkpoint(
-            &dir,
-            &self.spec,
-            &self.vars,
-            self.ring.version(),
-        )?)
+        let version = self.ring.version();
+        Ok(cpu_bound(async {
+            save_checkpoint(&dir, &self.spec, &self.vars, version)
+        })?)
     }
 
     /// Warms the model up on noisy scripted demonstrations, keeps the result
@@ -207,9 +205,11 @@ impl PolicyTrainer {
     /// another run starts where this one did.
     #[endpoint]
     async fn reset(&mut self) -> Result<u64, TrainerError> {
-        self.warm
-            .import(&self.vars.data().lock().expect("var map lock"))?;
-        let version = self.ring.publish(&self.warm.bytes)?;
+        let version = cpu_bound(async {
+            self.warm
+                .import(&self.vars.data().lock().expect("var map lock"))?;
+            Ok::<_, TrainerError>(self.ring.publish(&self.warm.bytes)?)
+        })?;
         self.optimiser = optimiser(&self.vars, self.lr)?;
         Ok(version)
     }
@@ -253,8 +253,12 @@ impl PolicyTrainer {
         if report.step.trained > 0 {
             // Only a step that changed the weights makes a new version.
             let published = Instant::now();
-            let exported = export(&self.vars)?;
-            report.version = self.ring.publish(&exported.bytes)?;
+            let (exported, version) = cpu_bound(async {
+                let exported = export(&self.vars)?;
+                let version = self.ring.publish(&exported.bytes)?;
+                Ok::<_, TrainerError>((exported, version))
+            })?;
+            report.version = version;
             report.publish_seconds = published.elapsed().as_secs_f64();
             report.publish_bytes = exported.bytes.len() as u64;
         }
