@@ -5,6 +5,9 @@
 //! `cargo test -p monarch-rs-rl --test async_rl` (a minute or so on two
 //! cores: the model is small and untrained, the episodes short).
 
+#[path = "common/qwen2.rs"]
+mod qwen2;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +45,9 @@ fn main() {
         })
         .test("smollm2_plays_and_syncs_through_the_actors", || {
             Box::pin(smollm2())
+        })
+        .test("qwen2_plays_and_syncs_through_the_actors", || {
+            Box::pin(qwen2())
         })
         .run();
 }
@@ -308,10 +314,8 @@ async fn stale_refused() -> Result<(), Failed> {
     Ok(())
 }
 
-/// The pretrained model through the same actors: SmolLM2 plays a group in a
-/// generator process, and a new version (all 135 M parameters) reaches the
-/// generator through the ring before its next group. Skipped without the
-/// GGUF (`scripts/fetch-smollm2.sh`).
+/// SmolLM2 through the same actors as the tiny model (see [`pretrained`]).
+/// Skipped without the GGUF (`scripts/fetch-smollm2.sh`).
 async fn smollm2() -> Result<(), Failed> {
     let path = SmolLM2::default_path();
     if !path.exists() {
@@ -321,7 +325,27 @@ async fn smollm2() -> Result<(), Failed> {
         );
         return Ok(());
     }
-    let model = ModelSpec::Smollm2 { path };
+    // All 135 M parameters in f32 travel with each version.
+    pretrained(ModelSpec::Smollm2 { path }, 500_000_000).await
+}
+
+/// Qwen2 (small random weights of its layout) through the same actors.
+async fn qwen2() -> Result<(), Failed> {
+    let dir = qwen2::tiny_qwen2_dir();
+    pretrained(
+        ModelSpec::Qwen2 {
+            dir: dir.path.clone(),
+        },
+        10_000,
+    )
+    .await
+}
+
+/// A pretrained model through the actors: it plays a group in a generator
+/// process, and a new version (at least `version_bytes` of weights) reaches
+/// the generator through the ring before its next group, which the trainer
+/// takes.
+async fn pretrained(model: ModelSpec, version_bytes: u64) -> Result<(), Failed> {
     let trainer_procs = Host::owned_by(this_proc())
         .spawn_procs(shape! { trainer = 1 })
         .await?;
@@ -380,7 +404,7 @@ async fn smollm2() -> Result<(), Failed> {
                 && t.behaviour_logp.len() == t.tokens.len()
                 && member.policy_version == 1,
             &format!(
-                "a SmolLM2 trajectory of version 1 with sampled tokens: {} tokens, {} sampled, version {}",
+                "a trajectory of version 1 with sampled tokens: {} tokens, {} sampled, version {}",
                 t.tokens.len(),
                 t.model_tokens(),
                 member.policy_version
@@ -398,8 +422,8 @@ async fn smollm2() -> Result<(), Failed> {
         .await?;
     let sync = second.sync.ok_or("the generator pulled the new version")?;
     check(
-        sync.version == version && sync.bytes > 500_000_000,
-        &format!("all of SmolLM2's f32 weights were synced: {sync:?}"),
+        sync.version == version && sync.bytes >= version_bytes,
+        &format!("all the model's weights were synced: {sync:?}"),
     )?;
     let trained = trainer
         .train(vec![second.group])

@@ -40,6 +40,9 @@ fn main() {
             "a_killed_replica_is_marked_by_supervision_and_replaced",
             || Box::pin(killed_replica()),
         )
+        .test("a_replica_spans_several_processes", || {
+            Box::pin(several_procs())
+        })
         .test("the_registry_finds_a_service_from_another_process", || {
             Box::pin(registry_elsewhere())
         })
@@ -81,6 +84,12 @@ impl Echo {
     #[endpoint]
     async fn pid(&self) -> u32 {
         std::process::id()
+    }
+
+    /// Its replica's id, its rank in the replica's mesh and its process.
+    #[endpoint]
+    async fn place(&self, ctx: &Context<Self>) -> (usize, usize, u32) {
+        (self.id, ctx.rank(), std::process::id())
     }
 }
 
@@ -327,6 +336,39 @@ async fn registry_elsewhere() -> Result<(), Failed> {
         other => return Err(format!("a wrong type gave {other:?}").into()),
     }
     procs.stop().await;
+    service.stop().await;
+    Ok(())
+}
+
+async fn several_procs() -> Result<(), Failed> {
+    let config = ServiceConfig {
+        procs_per_replica: 2,
+        ..config(2)
+    };
+    let service = Service::<Echo>::spawn("echo-wide", config, |id| id, echo_probe())
+        .await
+        .map_err(failed)?;
+    let mut pids = Vec::new();
+    for expected in [0, 1] {
+        let routed = service
+            .route(|mesh| async move { mesh.place().timeout(WAIT).call().await })
+            .await
+            .map_err(failed)?;
+        let places = routed.value.into_values();
+        check(
+            routed.replica == expected
+                && places.len() == 2
+                && places
+                    .iter()
+                    .enumerate()
+                    .all(|(rank, &(id, r, _))| id == expected && r == rank),
+            format!("replica {expected} answered {places:?}"),
+        )?;
+        pids.extend(places.iter().map(|&(_, _, pid)| pid));
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    check(pids.len() == 4, format!("four processes, got {pids:?}"))?;
     service.stop().await;
     Ok(())
 }
