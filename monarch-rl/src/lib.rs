@@ -14,7 +14,11 @@
 //! sampled. [`pretrain`] warms a tiny model up on noisy scripted
 //! demonstrations and [`grpo`] trains a policy with group-relative RL in one
 //! process; [`async_rl`] runs the same training on actors across processes,
-//! with generation and training overlapping.
+//! with generation and training overlapping, its generators a
+//! [`service::Service`]: replicas of an actor behind one handle, with
+//! health, retries and a job-wide registry. [`model::ModelSpec`] picks the
+//! model at run time and [`model::save_checkpoint`] writes a trained policy
+//! that `monarch zorplex eval --policy model` scores.
 //!
 //! GPU: this crate's `cuda` feature turns on candle's, which needs nvcc and
 //! the CUDA toolkit at build time, so it is off by default and in CI; the

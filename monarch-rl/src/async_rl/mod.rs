@@ -1,8 +1,11 @@
-//! Async RL on actors: [`Generator`]s in processes of their own play Zorplex
+//! Async RL on actors: [`Generator`]s in processes of their own (a
+//! [`GeneratorPool`], which is a [`crate::service::Service`]) play Zorplex
 //! groups with the newest weights they can pull, a [`PolicyTrainer`] trains
 //! on whole groups no older than the staleness bound and publishes every
 //! version into a ring of registered memory, and [`run_loop`] drives both
-//! in `sync` or `async` mode, surviving a dead generator.
+//! in `sync` or `async` mode, surviving a dead generator. Both actors hold
+//! the model a [`crate::model::ModelSpec`] names: the tiny transformer,
+//! SmolLM2 or Qwen2.
 //!
 //! The replay buffer ([`crate::replay::ReplayBuffer`]) lives in the driver's
 //! process, beside the loop that fills and drains it.
