@@ -59,6 +59,13 @@ pub(crate) fn write(stem: &Path, series: &[Series]) -> Result<Written, String> {
 
 const SIZE: (u32, u32) = (1200, 480);
 
+/// One half of the plot: what it shows of each series.
+struct Panel {
+    title: &'static str,
+    y_desc: &'static str,
+    values: fn(&Series) -> &[(f64, f64)],
+}
+
 const COLOURS: [RGBColor; 4] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
@@ -78,20 +85,33 @@ fn draw<DB: DrawingBackend>(
         .flat_map(|s| s.reward.iter().chain(&s.accuracy))
         .map(|&(t, _)| t)
         .fold(1.0_f64, f64::max);
-    let panels: [(
-        &DrawingArea<DB, Shift>,
-        &str,
-        &str,
-        fn(&Series) -> &[(f64, f64)],
-    ); 2] = [
-        (&left, "Training reward", "mean reward of the batch", |s| {
-            &s.reward
-        }),
-        (&right, "Held-out accuracy (greedy)", "accuracy", |s| {
-            &s.accuracy
-        }),
+    let panels: [(&DrawingArea<DB, Shift>, Panel); 2] = [
+        (
+            &left,
+            Panel {
+                title: "Training reward",
+                y_desc: "mean reward of the batch",
+                values: |s| &s.reward,
+            },
+        ),
+        (
+            &right,
+            Panel {
+                title: "Held-out accuracy (greedy)",
+                y_desc: "accuracy, mean over the specs",
+                values: |s| &s.accuracy,
+            },
+        ),
     ];
-    for (area, title, y_desc, values) in panels {
+    for (
+        area,
+        Panel {
+            title,
+            y_desc,
+            values,
+        },
+    ) in panels
+    {
         let top = series
             .iter()
             .flat_map(|s| values(s).iter().map(|&(_, v)| v))

@@ -40,7 +40,7 @@ fn path(dir: &Path) -> &str {
 #[test]
 fn a_saved_model_is_scored_on_any_seed_and_spec() {
     let dir = checkpoint("score");
-    let out = monarch(&[
+    let args = [
         "zorplex",
         "eval",
         "--policy",
@@ -58,7 +58,8 @@ fn a_saved_model_is_scored_on_any_seed_and_spec() {
         "--max-turns",
         "2",
         "--json",
-    ]);
+    ];
+    let out = monarch(&args);
     assert!(
         out.status.success(),
         "{}",
@@ -72,25 +73,7 @@ fn a_saved_model_is_scored_on_any_seed_and_spec() {
         .all(|r| r.tasks == 2 && (0.0..=1.0).contains(&r.accuracy)));
     assert!(String::from_utf8_lossy(&out.stderr).contains("policy version 9"));
     // The same seed scores the same (greedy), as a table too.
-    let again = monarch(&[
-        "zorplex",
-        "eval",
-        "--policy",
-        "model",
-        "--model-path",
-        path(&dir),
-        "--seed",
-        "77",
-        "--tasks",
-        "2",
-        "--spec",
-        "simple",
-        "--spec",
-        "recursive_2",
-        "--max-turns",
-        "2",
-        "--json",
-    ]);
+    let again = monarch(&args);
     assert_eq!(out.stdout, again.stdout);
     let table = monarch(&[
         "zorplex",

@@ -273,10 +273,8 @@ async fn killed_replica() -> Result<(), Failed> {
         .map_err(failed)?;
     let raw = libc::pid_t::try_from(pid).map_err(failed)?;
     // SAFETY: kill(2) takes plain integers and touches no memory of ours.
-    check(
-        unsafe { libc::kill(raw, libc::SIGKILL) } == 0,
-        "kill".into(),
-    )?;
+    let killed = unsafe { libc::kill(raw, libc::SIGKILL) };
+    check(killed == 0, format!("kill({pid}) returned {killed}"))?;
     // Supervision marks it without any request having been sent to it.
     let (status, marked) = service
         .wait_until(WAIT, |s| s.unhealthy.iter().any(|u| u.replica == 0))

@@ -76,7 +76,7 @@ impl ModelSpec {
                 Ok(BuiltModel {
                     model: AnyModel::Llama(loaded.model),
                     vars: loaded.vars,
-                    tokenizer: AnyTokenizer::Hf(loaded.tokenizer),
+                    tokenizer: AnyTokenizer::Hf(Box::new(loaded.tokenizer)),
                 })
             }
             ModelSpec::Qwen2 { dir } => {
@@ -84,7 +84,7 @@ impl ModelSpec {
                 Ok(BuiltModel {
                     model: AnyModel::Llama(loaded.model),
                     vars: loaded.vars,
-                    tokenizer: AnyTokenizer::Hf(loaded.tokenizer),
+                    tokenizer: AnyTokenizer::Hf(Box::new(loaded.tokenizer)),
                 })
             }
         }
@@ -153,8 +153,8 @@ impl LanguageModel for AnyModel {
 pub enum AnyTokenizer {
     /// The Zorplex tokenizer of the tiny transformer.
     Zorplex(ZorplexTokenizer),
-    /// A Hugging Face tokenizer (SmolLM2, Qwen2).
-    Hf(HfTokenizer),
+    /// A Hugging Face tokenizer (SmolLM2, Qwen2), boxed: it is large.
+    Hf(Box<HfTokenizer>),
 }
 
 impl TextTokenizer for AnyTokenizer {
