@@ -17,6 +17,20 @@ fn monarch(args: &[&str]) -> Output {
         .expect("the monarch binary runs")
 }
 
+/// `monarch zorplex eval --policy model --model-path DIR` and `more`.
+fn eval_model(dir: &Path, more: &[&str]) -> Output {
+    let mut args = vec![
+        "zorplex",
+        "eval",
+        "--policy",
+        "model",
+        "--model-path",
+        path(dir),
+    ];
+    args.extend_from_slice(more);
+    monarch(&args)
+}
+
 fn checkpoint(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("monarch-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -41,12 +55,6 @@ fn path(dir: &Path) -> &str {
 fn a_saved_model_is_scored_on_any_seed_and_spec() {
     let dir = checkpoint("score");
     let args = [
-        "zorplex",
-        "eval",
-        "--policy",
-        "model",
-        "--model-path",
-        path(&dir),
         "--seed",
         "77",
         "--tasks",
@@ -59,7 +67,7 @@ fn a_saved_model_is_scored_on_any_seed_and_spec() {
         "2",
         "--json",
     ];
-    let out = monarch(&args);
+    let out = eval_model(&dir, &args);
     assert!(
         out.status.success(),
         "{}",
@@ -73,22 +81,12 @@ fn a_saved_model_is_scored_on_any_seed_and_spec() {
         .all(|r| r.tasks == 2 && (0.0..=1.0).contains(&r.accuracy)));
     assert!(String::from_utf8_lossy(&out.stderr).contains("policy version 9"));
     // The same seed scores the same (greedy), as a table too.
-    let again = monarch(&args);
+    let again = eval_model(&dir, &args);
     assert_eq!(out.stdout, again.stdout);
-    let table = monarch(&[
-        "zorplex",
-        "eval",
-        "--policy",
-        "model",
-        "--model-path",
-        path(&dir),
-        "--tasks",
-        "1",
-        "--spec",
-        "simple",
-        "--max-turns",
-        "1",
-    ]);
+    let table = eval_model(
+        &dir,
+        &["--tasks", "1", "--spec", "simple", "--max-turns", "1"],
+    );
     assert!(table.status.success());
     assert!(String::from_utf8_lossy(&table.stdout).contains("simple"));
     std::fs::remove_dir_all(&dir).expect("cleaned up");
@@ -102,14 +100,7 @@ fn a_missing_or_damaged_checkpoint_is_refused_by_name() {
 
     let dir = checkpoint("damaged");
     std::fs::write(dir.join("weights.bin"), b"short").expect("damaged");
-    let out = monarch(&[
-        "zorplex",
-        "eval",
-        "--policy",
-        "model",
-        "--model-path",
-        path(&dir),
-    ]);
+    let out = eval_model(&dir, &[]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("weights.bin"), "{stderr}");

@@ -71,6 +71,7 @@ pub type Scenario =
 pub struct Scenarios {
     limit: Option<std::time::Duration>,
     serial: bool,
+    log_faults: bool,
     trials: Vec<(&'static str, Scenario, bool)>,
 }
 
@@ -93,6 +94,14 @@ impl Scenarios {
         self
     }
 
+    /// Logs failures that reach this process's root (a worker killed on
+    /// purpose, say) instead of exiting, as scenarios that inject faults
+    /// need.
+    pub fn log_worker_faults(mut self) -> Self {
+        self.log_faults = true;
+        self
+    }
+
     /// Adds a scenario.
     pub fn test(mut self, name: &'static str, scenario: Scenario) -> Self {
         self.trials.push((name, scenario, false));
@@ -108,6 +117,13 @@ impl Scenarios {
     /// Runs the scenarios the command line selects and exits with the
     /// result.
     pub fn run(self) -> ! {
+        if self.log_faults {
+            crate::this_proc().set_fault_hook(std::sync::Arc::new(
+                |event: &crate::SupervisionEvent| {
+                    tracing::warn!(%event, "a failure reached this process's root");
+                },
+            ));
+        }
         let limit = self.limit;
         let trials = self
             .trials

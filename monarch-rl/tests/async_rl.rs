@@ -8,7 +8,6 @@
 #[path = "common/qwen2.rs"]
 mod qwen2;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use monarch_core::prelude::*;
@@ -26,12 +25,10 @@ const LIMIT: Duration = Duration::from_secs(300);
 
 fn main() {
     monarch_core::bootstrap();
-    // A generator killed on purpose is a fault this process expects.
-    this_proc().set_fault_hook(Arc::new(|event: &SupervisionEvent| {
-        tracing::warn!(%event, "worker fault");
-    }));
     Scenarios::new()
         .limit(LIMIT)
+        // Workers are killed on purpose.
+        .log_worker_faults()
         // The scenarios start processes of their own: one at a time.
         .one_at_a_time()
         .test("both_modes_advance_the_policy_version", || {

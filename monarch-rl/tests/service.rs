@@ -6,7 +6,6 @@
 //!
 //! `cargo test -p monarch-rs-rl --test service` (seconds).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use monarch_core::prelude::*;
@@ -23,11 +22,10 @@ const WAIT: Duration = Duration::from_secs(30);
 
 fn main() {
     monarch_core::bootstrap();
-    this_proc().set_fault_hook(Arc::new(|event: &SupervisionEvent| {
-        tracing::warn!(%event, "worker fault");
-    }));
     Scenarios::new()
         .limit(LIMIT)
+        // Workers are killed on purpose.
+        .log_worker_faults()
         // The scenarios start processes of their own: one at a time.
         .one_at_a_time()
         .test("round_robin_marks_and_recovers_a_replica", || {
