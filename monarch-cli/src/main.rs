@@ -1,11 +1,17 @@
 //! The `monarch` command-line tool.
 //!
+//! `monarch host --listen ADDR --credential FILE` runs a host agent that
+//! controllers holding the job credential attach to
+//! (`monarch::HostMesh::attach`); `monarch credential new FILE` mints that
+//! credential.
+//!
 //! `monarch zorplex tasks` prints the tasks of a seed and spec;
 //! `monarch zorplex eval` runs a scripted policy, or a trained model saved by
 //! `async_rl --save DIR` (`--policy model --model-path DIR`), over every spec
 //! and prints a table (or JSON with `--json`).
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -14,6 +20,7 @@ use monarch::rl::zorplex::{
     evaluate, evaluate_spec, Compat, EpisodeConfig, Noise, NoisyPolicy, OraclePolicy, Policy,
     ReportTable, Sampling, SpecKind, SpecReport, TaskSpec,
 };
+use monarch::{run_host_agent, AgentOptions, JobCredential, DEFAULT_AGENT_PORT};
 
 #[derive(Parser)]
 #[command(name = "monarch", version, about = "monarch-rs tools")]
@@ -24,9 +31,44 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a host agent: controllers with the job credential attach to it
+    /// and start worker procs on this host through it.
+    Host(HostArgs),
+    /// Job credentials for host agents.
+    #[command(subcommand)]
+    Credential(CredentialCommand),
     /// The Zorplex tool-use benchmark.
     #[command(subcommand)]
     Zorplex(ZorplexCommand),
+}
+
+#[derive(Args)]
+struct HostArgs {
+    /// Where to listen for controllers (QUIC, UDP); `0.0.0.0:PORT` listens
+    /// on every interface.
+    #[arg(long, default_value_t = SocketAddr::from(([0, 0, 0, 0], DEFAULT_AGENT_PORT)))]
+    listen: SocketAddr,
+    /// The job credential (`monarch credential new FILE`); only controllers
+    /// holding it are accepted.
+    #[arg(long)]
+    credential: PathBuf,
+    /// This host's name in proc ids and errors (default: the hostname).
+    #[arg(long)]
+    name: Option<String>,
+    /// Where programs sent by controllers are kept (default: under the
+    /// system's temporary folder).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum CredentialCommand {
+    /// Mint a job credential into FILE (readable by its owner only; an
+    /// existing file is left alone).
+    New {
+        /// The file to write.
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -108,6 +150,8 @@ fn main() -> ExitCode {
     monarch::init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Host(args) => run_host(args),
+        Command::Credential(CredentialCommand::New { file }) => new_credential(&file),
         Command::Zorplex(ZorplexCommand::Tasks(args)) => print_tasks(&args),
         Command::Zorplex(ZorplexCommand::Eval(args)) => run_eval(&args),
     };
@@ -118,6 +162,33 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_host(args: HostArgs) -> Result<(), String> {
+    let credential = JobCredential::read(&args.credential).map_err(|e| e.to_string())?;
+    let options = AgentOptions {
+        listen: args.listen,
+        credential,
+        name: args.name,
+        cache_dir: args.cache_dir,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+    runtime
+        .block_on(run_host_agent(options, |addr| {
+            // Scripts wait for this line (and read the port from it).
+            println!("monarch host agent listening on {addr}");
+        }))
+        .map_err(|e| e.to_string())
+}
+
+fn new_credential(file: &Path) -> Result<(), String> {
+    let credential = JobCredential::mint().map_err(|e| e.to_string())?;
+    credential.write(file).map_err(|e| e.to_string())?;
+    println!("wrote a job credential to {}", file.display());
+    Ok(())
 }
 
 fn print_tasks(args: &TasksArgs) -> Result<(), String> {

@@ -92,6 +92,14 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The same settings, listening on `addr`.
+    pub(crate) fn with_bind(&self, addr: SocketAddr) -> Config {
+        Config {
+            bind: addr,
+            ..self.clone()
+        }
+    }
+
     /// A builder that starts from [`Config::from_env`].
     pub fn builder() -> ConfigBuilder {
         ConfigBuilder(Config::from_env())

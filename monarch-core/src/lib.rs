@@ -70,15 +70,18 @@ pub use runtime::proc::{this_proc, Proc};
 pub use runtime::reference::{ActorRef, Call, RefCore, DEFAULT_CALL_TIMEOUT};
 pub use runtime::remote::{ReplySink, WireMessage};
 
-pub use transport::{bulk, shm, BulkError, CredentialError, Locality, ProcRef, TransportError};
+pub use transport::{
+    bulk, shm, BulkError, CredentialError, JobCredential, Locality, ProcRef, TransportError,
+};
 
 pub use mesh::{
     ActorMesh, MeshCall, MeshClient, MeshCore, MeshError, MeshStream, RemoteActor, ValueMesh,
 };
 
 pub use host::{
-    bootstrap, get_or_spawn_controller, init_logging, respawn_controller, shutdown, this_host,
-    Host, ProcMesh, ProcMeshError, RankFailure,
+    bootstrap, get_or_spawn_controller, init_logging, respawn_controller, run_host_agent, shutdown,
+    this_host, AgentError, AgentOptions, Host, HostMesh, HostMeshError, ProcMesh, ProcMeshError,
+    RankFailure, DEFAULT_AGENT_PORT,
 };
 
 /// The buffer type that endpoint arguments travel in without copies.

@@ -73,6 +73,7 @@ pub struct Scenarios {
     serial: bool,
     log_faults: bool,
     trials: Vec<(&'static str, Scenario, bool)>,
+    cleanup: Option<Box<dyn FnOnce()>>,
 }
 
 impl Scenarios {
@@ -99,6 +100,13 @@ impl Scenarios {
     /// need.
     pub fn log_worker_faults(mut self) -> Self {
         self.log_faults = true;
+        self
+    }
+
+    /// Runs `cleanup` after the scenarios, before the process exits (to
+    /// take down what `main` set up for them).
+    pub fn finally(mut self, cleanup: impl FnOnce() + 'static) -> Self {
+        self.cleanup = Some(Box::new(cleanup));
         self
     }
 
@@ -146,6 +154,10 @@ impl Scenarios {
         if self.serial {
             args.test_threads = Some(1);
         }
-        libtest_mimic::run(&args, trials).exit()
+        let conclusion = libtest_mimic::run(&args, trials);
+        if let Some(cleanup) = self.cleanup {
+            cleanup();
+        }
+        conclusion.exit()
     }
 }

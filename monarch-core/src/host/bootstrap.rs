@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::logging::init_logging;
 use super::supervise::Supervisor;
 use crate::runtime::proc::set_process_id;
-use crate::transport::{Credential, ProcRef};
+use crate::transport::{JobCredential, ProcRef};
 use crate::{this_proc, Config, ProcId, Shape};
 
 /// The variable that carries a worker's settings.
@@ -27,7 +27,7 @@ pub(crate) struct WorkerConfig {
     pub(crate) parent: ProcRef,
     /// The job's root process (its controller), where singletons live.
     pub(crate) root: ProcRef,
-    pub(crate) credential: Credential,
+    pub(crate) credential: JobCredential,
     pub(crate) shape: Shape,
     /// The settings its host was given, if any; else it reads its own
     /// environment.

@@ -12,7 +12,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::{watch, Notify};
 
 use super::bootstrap::{worker_root, WorkerConfig, WORKER_ENV};
-use super::proc_mesh::{Launched, ProcMesh, ProcMeshError, Worker};
+use super::proc_mesh::{Launched, ProcMesh, ProcMeshError, Release, Worker};
 use super::supervise;
 use super::{exit, lock};
 use crate::transport::{CloseReason, Link, ProcRef, Router};
@@ -39,10 +39,7 @@ pub(super) async fn launch(
     let program = std::env::current_exe().map_err(ProcMeshError::Exe)?;
     let here = ProcRef::new(crate::this_proc().proc_id().clone(), router.addr());
     let root = worker_root().unwrap_or_else(|| here.clone());
-    let label = Arc::new(OutputLabel {
-        procs: launch.name.clone(),
-        meshes: Mutex::new(Vec::new()),
-    });
+    let label = Arc::new(OutputLabel::new(&launch.name));
     let mut started = Vec::with_capacity(launch.ids.len());
     for ((rank, point), proc_id) in launch.shape.points().enumerate().zip(&launch.ids) {
         let config = WorkerConfig {
@@ -124,7 +121,7 @@ pub(super) async fn launch(
         workers.push(Worker {
             proc: ProcRef::new(proc_id, link.peer()),
             link,
-            stdin: Mutex::new(stdin),
+            release: Mutex::new(stdin.map(|stdin| Release::new(move || drop(stdin)))),
             stopping,
             exit,
             kill,
@@ -150,12 +147,21 @@ pub(super) struct OutputLabel {
 }
 
 impl OutputLabel {
+    /// The label of the proc mesh `procs`, before any spawn.
+    pub(super) fn new(procs: &str) -> Self {
+        OutputLabel {
+            procs: procs.to_string(),
+            meshes: Mutex::new(Vec::new()),
+        }
+    }
+
     /// Lines from now on name the actor mesh `name` too.
     pub(super) fn add_mesh(&self, name: &str) {
         lock(&self.meshes).push(name.to_string());
     }
 
-    fn prefix(&self, rank: usize) -> String {
+    /// What lines of the proc at `rank` are prefixed with now.
+    pub(super) fn prefix(&self, rank: usize) -> String {
         let meshes = lock(&self.meshes);
         if meshes.is_empty() {
             format!("[{} {rank}]", self.procs)

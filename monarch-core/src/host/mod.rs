@@ -9,6 +9,7 @@ mod exit;
 mod launch;
 mod logging;
 mod proc_mesh;
+mod remote;
 mod singleton;
 mod supervise;
 
@@ -17,6 +18,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub use bootstrap::bootstrap;
 pub use logging::init_logging;
 pub use proc_mesh::{ProcMesh, ProcMeshError, RankFailure};
+pub use remote::{
+    run_host_agent, AgentError, AgentOptions, HostMesh, HostMeshError, DEFAULT_AGENT_PORT,
+};
 pub use singleton::{get_or_spawn_controller, respawn_controller};
 
 use crate::runtime::proc::local_hostname;
@@ -85,15 +89,7 @@ impl Host {
         }
         let config = self.config.clone().unwrap_or_else(Config::from_env);
         let router = crate::transport::start(&config, None)?;
-        static NEXT_MESH: AtomicUsize = AtomicUsize::new(0);
-        let number = NEXT_MESH.fetch_add(1, Ordering::Relaxed);
-        // Meshes started by a worker are named under it, so that names stay
-        // unique across the job.
-        let parent = this_proc().proc_id();
-        let name = match bootstrap::worker_root() {
-            Some(_) => format!("{}.{}.procs{number}", parent.job(), parent.rank()),
-            None => format!("procs{number}"),
-        };
+        let name = next_mesh_name();
         let ids = (0..shape.len())
             .map(|rank| ProcId::new(&name, &local_hostname(), rank))
             .collect();
@@ -125,6 +121,18 @@ pub async fn shutdown() {
     this_proc().stop().await;
     let meshes = proc_mesh::live_meshes();
     futures::future::join_all(meshes.iter().map(ProcMesh::stop)).await;
+}
+
+/// A name for a new proc mesh, unique across the job: meshes started by a
+/// worker are named under it.
+fn next_mesh_name() -> String {
+    static NEXT_MESH: AtomicUsize = AtomicUsize::new(0);
+    let number = NEXT_MESH.fetch_add(1, Ordering::Relaxed);
+    let parent = this_proc().proc_id();
+    match bootstrap::worker_root() {
+        Some(_) => format!("{}.{}.procs{number}", parent.job(), parent.rank()),
+        None => format!("procs{number}"),
+    }
 }
 
 /// Locks a mutex, whatever a panicking holder left behind.

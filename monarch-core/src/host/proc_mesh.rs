@@ -6,7 +6,6 @@ use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::process::ChildStdin;
 use tokio::sync::{watch, Notify};
 
 use super::agent::ProcAgent;
@@ -52,13 +51,31 @@ pub(super) struct Worker {
     pub(super) proc: ProcRef,
     pub(super) link: Arc<Link>,
     /// Dropping it tells the worker to exit.
-    pub(super) stdin: Mutex<Option<ChildStdin>>,
+    pub(super) release: Mutex<Option<Release>>,
     /// Set when the mesh is stopped or dropped: its end is no failure.
     pub(super) stopping: Arc<AtomicBool>,
     /// How the process ended, once it has.
     pub(super) exit: watch::Receiver<Option<String>>,
     /// Kills the process.
     pub(super) kill: Arc<Notify>,
+}
+
+/// Tells a worker to exit when dropped: closes the stdin of a process this
+/// one started, or asks the host agent that started it to.
+pub(super) struct Release(Option<Box<dyn FnOnce() + Send>>);
+
+impl Release {
+    pub(super) fn new(release: impl FnOnce() + Send + 'static) -> Self {
+        Release(Some(Box::new(release)))
+    }
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        if let Some(release) = self.0.take() {
+            release();
+        }
+    }
 }
 
 /// The workers of a new proc mesh, all connected.
@@ -101,6 +118,14 @@ pub enum ProcMeshError {
         /// The worker's rank.
         rank: usize,
         /// What went wrong.
+        reason: String,
+    },
+    /// A host agent refused to start the workers, or could not be asked.
+    #[error("host {host} did not start its workers: {reason}")]
+    Host {
+        /// The host: its name and its agent's address.
+        host: String,
+        /// Why.
         reason: String,
     },
     /// Spawning the actor mesh failed on some of its procs (the members that
@@ -362,7 +387,7 @@ impl ProcMesh {
                     worker.kill.notify_one();
                 }
             }
-            drop(lock(&worker.stdin).take());
+            drop(lock(&worker.release).take());
             let mut exit = worker.exit.clone();
             if tokio::time::timeout(timeout, exit.wait_for(Option::is_some))
                 .await
@@ -403,7 +428,7 @@ impl Drop for ProcMeshInner {
         for worker in &self.workers {
             worker.stopping.store(true, Ordering::Release);
             supervise::forget_process(worker.proc.addr());
-            drop(lock(&worker.stdin).take());
+            drop(lock(&worker.release).take());
         }
     }
 }

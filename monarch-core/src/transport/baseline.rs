@@ -4,13 +4,13 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::credential::{Credential, SERVER_NAME};
+use super::credential::{JobCredential, SERVER_NAME};
 
 /// Sends `bytes` zero bytes over one fresh quinn stream between two endpoints
 /// of this process, on loopback, and returns how long the receiver took to get
 /// them all (after the handshake).
 pub async fn bare_quinn_transfer(bytes: usize) -> Result<Duration, String> {
-    let credential = Credential::mint().map_err(|e| e.to_string())?;
+    let credential = JobCredential::mint().map_err(|e| e.to_string())?;
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let server = quinn::Endpoint::server(
         credential.quic_server().map_err(|e| e.to_string())?,

@@ -133,13 +133,13 @@ fn sign(key: &hmac::Key, challenge: &[u8]) -> hmac::Tag {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::credential::Credential;
+    use crate::transport::credential::JobCredential;
 
     #[tokio::test]
     async fn only_holders_of_the_credential_pass() {
-        let credential = Credential::mint().unwrap();
+        let credential = JobCredential::mint().unwrap();
         let job = credential.proof_key();
-        let stranger = Credential::mint().unwrap().proof_key();
+        let stranger = JobCredential::mint().unwrap().proof_key();
         let listener = listen("test-authentication").unwrap();
         let server_key = credential.proof_key();
         let accepting = tokio::spawn(async move {

@@ -29,8 +29,8 @@ use std::time::Duration;
 
 pub use bulk::BulkError;
 pub(crate) use cast::Member;
-pub(crate) use credential::Credential;
 pub use credential::CredentialError;
+pub use credential::JobCredential;
 pub(crate) use error::CloseReason;
 pub use error::TransportError;
 pub(crate) use link::{Link, Referee};
@@ -74,7 +74,7 @@ pub(crate) fn current() -> Option<Arc<Router>> {
 /// (minted if `None`). Later calls return the running router.
 pub(crate) fn start(
     config: &Config,
-    credential: Option<Credential>,
+    credential: Option<JobCredential>,
 ) -> Result<Arc<Router>, TransportError> {
     static START: Mutex<()> = Mutex::new(());
     let _guard = START
@@ -85,7 +85,7 @@ pub(crate) fn start(
     }
     let credential = match credential {
         Some(c) => c,
-        None => Credential::mint()?,
+        None => JobCredential::mint()?,
     };
     let bind = config.bind();
     let mut endpoint = quinn::Endpoint::server(credential.quic_server()?, bind)

@@ -9,7 +9,7 @@ use bytes::BytesMut;
 use rustls::pki_types::CertificateDer;
 
 use super::connect::{incarnation_of, socket_of};
-use super::credential::{Credential, CredentialError, ALPN, SERVER_NAME};
+use super::credential::{CredentialError, JobCredential, ALPN, SERVER_NAME};
 use super::local;
 use crate::wire::frame::{encode_prefix, Header, Hello, Purpose};
 use crate::ProcId;
@@ -32,7 +32,9 @@ async fn probe_local(addr: &str) -> Result<(), String> {
     let mut stream = local::connect(incarnation_of(addr))
         .await
         .map_err(|e| format!("no same-host socket ({e})"))?;
-    let own = Credential::mint().map_err(|e| e.to_string())?.proof_key();
+    let own = JobCredential::mint()
+        .map_err(|e| e.to_string())?
+        .proof_key();
     let attempt = local::authenticate(&mut stream, &own);
     tokio::time::timeout(Duration::from_secs(10), attempt)
         .await
@@ -79,9 +81,9 @@ async fn probe_quic(addr: &str) -> Result<(), String> {
 /// presents its own and trusts any server: what an intruder would try. Used to
 /// check that servers refuse it.
 pub(crate) fn intruder_client() -> Result<quinn::ClientConfig, CredentialError> {
-    let own = Credential::mint()?;
+    let own = JobCredential::mint()?;
     let (chain, key) = own.chain();
-    let provider = Credential::provider();
+    let provider = JobCredential::provider();
     let mut tls = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()

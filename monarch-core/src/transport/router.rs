@@ -15,7 +15,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::bulk::BulkStream;
-use super::credential::Credential;
+use super::credential::JobCredential;
 use super::error::CloseReason;
 use super::link::{Inbound, Link};
 use super::order::{OrderSlot, Ordered};
@@ -34,7 +34,7 @@ use crate::{Config, ProcId};
 pub(crate) struct Router {
     pub(crate) me: Weak<Router>,
     pub(crate) config: Config,
-    pub(crate) credential: Credential,
+    pub(crate) credential: JobCredential,
     pub(crate) proof_key: ring::hmac::Key,
     pub(crate) endpoint: quinn::Endpoint,
     /// The address peers reach this process at: `ip:port/incarnation`.
@@ -60,7 +60,7 @@ impl Router {
     /// A router with these parts, not yet accepting.
     pub(crate) fn new(
         config: Config,
-        credential: Credential,
+        credential: JobCredential,
         endpoint: quinn::Endpoint,
         addr: String,
         identity: ProcId,
