@@ -20,7 +20,10 @@ use monarch::rl::zorplex::{
     evaluate, evaluate_spec, Compat, EpisodeConfig, Noise, NoisyPolicy, OraclePolicy, Policy,
     ReportTable, Sampling, SpecKind, SpecReport, TaskSpec,
 };
-use monarch::{run_host_agent, AgentOptions, JobCredential, DEFAULT_AGENT_PORT};
+use monarch::{
+    run_host_agent, this_host, AgentOptions, HostMesh, JobCredential, Shape, SpmdCommand,
+    DEFAULT_AGENT_PORT,
+};
 
 #[derive(Parser)]
 #[command(name = "monarch", version, about = "monarch-rs tools")]
@@ -34,6 +37,11 @@ enum Command {
     /// Run a host agent: controllers with the job credential attach to it
     /// and start worker procs on this host through it.
     Host(HostArgs),
+    /// Run a command once per proc, as torchrun does (RANK, LOCAL_RANK,
+    /// WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT set), on this
+    /// host or on attached host agents; every rank's output is printed with
+    /// a rank prefix, and the exit status is non-zero if any rank failed.
+    Spmd(SpmdArgs),
     /// Job credentials for host agents.
     #[command(subcommand)]
     Credential(CredentialCommand),
@@ -59,6 +67,27 @@ struct HostArgs {
     /// system's temporary folder).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct SpmdArgs {
+    /// Host agents to run on (`ADDR:PORT`, comma-separated); this host when
+    /// none are given.
+    #[arg(long, value_delimiter = ',')]
+    hosts: Vec<SocketAddr>,
+    /// The job credential the agents were started with (needed with
+    /// --hosts).
+    #[arg(long)]
+    credential: Option<PathBuf>,
+    /// Procs (ranks) per host.
+    #[arg(long, default_value_t = 1)]
+    procs_per_host: usize,
+    /// MASTER_PORT (default: a port free on rank 0's host).
+    #[arg(long)]
+    master_port: Option<u16>,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -147,10 +176,12 @@ enum PolicyChoice {
 }
 
 fn main() -> ExitCode {
-    monarch::init_logging();
+    // `monarch spmd` runs its procs as copies of this binary.
+    monarch::bootstrap();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Host(args) => run_host(args),
+        Command::Spmd(args) => run_spmd(args),
         Command::Credential(CredentialCommand::New { file }) => new_credential(&file),
         Command::Zorplex(ZorplexCommand::Tasks(args)) => print_tasks(&args),
         Command::Zorplex(ZorplexCommand::Eval(args)) => run_eval(&args),
@@ -182,6 +213,48 @@ fn run_host(args: HostArgs) -> Result<(), String> {
             println!("monarch host agent listening on {addr}");
         }))
         .map_err(|e| e.to_string())
+}
+
+fn run_spmd(args: SpmdArgs) -> Result<(), String> {
+    let (program, rest) = args.command.split_first().ok_or("no command given")?;
+    let mut command = SpmdCommand::new(program.clone()).args(rest.iter().cloned());
+    if let Some(port) = args.master_port {
+        command = command.master_port(port);
+    }
+    let per_host = Shape::line("procs", args.procs_per_host).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+    runtime.block_on(async {
+        let procs = if args.hosts.is_empty() {
+            this_host().spawn_procs(per_host).await
+        } else {
+            let file = args
+                .credential
+                .as_deref()
+                .ok_or("--hosts needs --credential")?;
+            let credential = JobCredential::read(file).map_err(|e| e.to_string())?;
+            let hosts = HostMesh::attach(&args.hosts, &credential)
+                .await
+                .map_err(|e| e.to_string())?;
+            hosts.spawn_procs(per_host).await
+        }
+        .map_err(|e| e.to_string())?;
+        let exits = procs.run_spmd(&command).await;
+        procs.stop().await;
+        let exits = exits.map_err(|e| e.to_string())?;
+        let failed: Vec<String> = exits
+            .iter()
+            .filter(|exit| !exit.success())
+            .map(|exit| format!("rank {} {}", exit.rank, exit.how))
+            .collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join("; "))
+        }
+    })
 }
 
 fn new_credential(file: &Path) -> Result<(), String> {

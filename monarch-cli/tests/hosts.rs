@@ -2,7 +2,8 @@
 //! `monarch host` agent in it, the controller (this test) in the root
 //! namespace. A 2-host x 2-proc mesh runs the adverbs and slices; cutting one
 //! host's link, or killing its agent, is a supervision event naming that
-//! host while the other keeps answering; a controller with another
+//! host while the other keeps answering; an SPMD job runs twice across the
+//! hosts, its ranks meeting at rank 0's address; a controller with another
 //! credential is refused.
 //!
 //! Needs root and iproute2 (skips with a message otherwise):
@@ -11,6 +12,7 @@
 //! --ignored --nocapture`.
 
 mod netns;
+mod peer;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use monarch::prelude::*;
 use monarch::testing::{Failed, Scenarios};
-use monarch::{Config, HostMesh, HostMeshError, JobCredential};
+use monarch::{Config, HostMesh, HostMeshError, JobCredential, SpmdCommand};
 use netns::{Agent, Network};
 
 /// Every scenario is bounded by this.
@@ -40,6 +42,9 @@ const ECHO_ENV: &str = "HOSTS_TEST_UDP_ECHO";
 
 fn main() {
     monarch::bootstrap();
+    if std::env::var_os(peer::PEER_ENV).is_some() {
+        std::process::exit(peer::run());
+    }
     if let Ok(agent) = std::env::var(STRANGER_ENV) {
         std::process::exit(stranger(&agent));
     }
@@ -59,6 +64,9 @@ fn main() {
         .one_at_a_time()
         .test("a_two_by_two_mesh_runs_the_adverbs_and_slices", || {
             Box::pin(adverbs_and_slices())
+        })
+        .test("an_spmd_job_runs_twice_across_hosts", || {
+            Box::pin(spmd_across_hosts())
         })
         .test("a_cut_host_is_a_supervision_event_naming_it", || {
             Box::pin(cut_host())
@@ -203,6 +211,26 @@ async fn adverbs_and_slices() -> Result<(), Failed> {
     let sum = mesh.get().reduce(0, |a, b| a + b).await?;
     if sum != 24 {
         return Err(format!("reduced to {sum}").into());
+    }
+    tokio::time::timeout(WAIT, procs.stop())
+        .await
+        .map_err(|_| "stopping the mesh timed out")?;
+    Ok(())
+}
+
+async fn spmd_across_hosts() -> Result<(), Failed> {
+    let Some(network) = network() else {
+        return Ok(());
+    };
+    let (_agents, hosts) = attach(&network, 2).await?;
+    let procs = hosts.spawn_procs(shape! { procs = 2 }).await?;
+    let command =
+        SpmdCommand::new(std::env::current_exe()?.display().to_string()).env(peer::PEER_ENV, "1");
+    for round in 0..2 {
+        let exits = procs.run_spmd(&command).await?;
+        if exits.len() != 4 || !exits.iter().all(|e| e.success()) {
+            return Err(format!("round {round}: {exits:?}").into());
+        }
     }
     tokio::time::timeout(WAIT, procs.stop())
         .await

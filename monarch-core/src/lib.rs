@@ -81,7 +81,7 @@ pub use mesh::{
 pub use host::{
     bootstrap, get_or_spawn_controller, init_logging, respawn_controller, run_host_agent, shutdown,
     this_host, AgentError, AgentOptions, Host, HostMesh, HostMeshError, ProcMesh, ProcMeshError,
-    RankFailure, DEFAULT_AGENT_PORT,
+    RankFailure, SpmdCommand, SpmdError, SpmdExit, DEFAULT_AGENT_PORT,
 };
 
 /// The buffer type that endpoint arguments travel in without copies.

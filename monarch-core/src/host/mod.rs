@@ -11,6 +11,7 @@ mod logging;
 mod proc_mesh;
 mod remote;
 mod singleton;
+mod spmd;
 mod supervise;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,6 +23,7 @@ pub use remote::{
     run_host_agent, AgentError, AgentOptions, HostMesh, HostMeshError, DEFAULT_AGENT_PORT,
 };
 pub use singleton::{get_or_spawn_controller, respawn_controller};
+pub use spmd::{SpmdCommand, SpmdError, SpmdExit};
 
 use crate::runtime::proc::local_hostname;
 use crate::{this_proc, Config, Proc, ProcId, Shape};
