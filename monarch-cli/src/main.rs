@@ -3,7 +3,9 @@
 //! `monarch host --listen ADDR --credential FILE` runs a host agent that
 //! controllers holding the job credential attach to
 //! (`monarch::HostMesh::attach`); `monarch credential new FILE` mints that
-//! credential.
+//! credential. `monarch kubernetes manifests` prints the objects that run
+//! agents on Kubernetes; `monarch spmd` runs a torchrun-style program once
+//! per proc.
 //!
 //! `monarch zorplex tasks` prints the tasks of a seed and spec;
 //! `monarch zorplex eval` runs a scripted policy, or a trained model saved by
@@ -21,8 +23,8 @@ use monarch::rl::zorplex::{
     ReportTable, Sampling, SpecKind, SpecReport, TaskSpec,
 };
 use monarch::{
-    run_host_agent, this_host, AgentOptions, HostMesh, JobCredential, Shape, SpmdCommand,
-    DEFAULT_AGENT_PORT,
+    advertised_addr, run_host_agent, this_host, AgentOptions, HostMesh, JobCredential,
+    KubernetesJob, Rendezvous, Shape, SpmdCommand, DEFAULT_AGENT_PORT,
 };
 
 #[derive(Parser)]
@@ -45,6 +47,9 @@ enum Command {
     /// Job credentials for host agents.
     #[command(subcommand)]
     Credential(CredentialCommand),
+    /// Host agents on Kubernetes.
+    #[command(subcommand)]
+    Kubernetes(KubernetesCommand),
     /// The Zorplex tool-use benchmark.
     #[command(subcommand)]
     Zorplex(ZorplexCommand),
@@ -67,6 +72,19 @@ struct HostArgs {
     /// system's temporary folder).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// A rendezvous folder on shared storage to write this agent's name and
+    /// address into once it listens (`RANK.agent`), for launchers such as
+    /// `monarch::SlurmJob`.
+    #[arg(long)]
+    announce: Option<PathBuf>,
+    /// This agent's rank in the rendezvous (default: SLURM_PROCID, else
+    /// JOB_COMPLETION_INDEX as a Kubernetes indexed Job sets it).
+    #[arg(long, requires = "announce")]
+    rank: Option<usize>,
+    /// The address to announce (default: the listening address, or for
+    /// 0.0.0.0 the address this host's name resolves to).
+    #[arg(long, requires = "announce")]
+    advertise: Option<SocketAddr>,
 }
 
 #[derive(Args)]
@@ -98,6 +116,40 @@ enum CredentialCommand {
         /// The file to write.
         file: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum KubernetesCommand {
+    /// Print the manifests of a StatefulSet of agents, its headless Service
+    /// and the credential's Secret, as one JSON List for
+    /// `kubectl apply -f -`.
+    Manifests(ManifestsArgs),
+}
+
+#[derive(Args)]
+struct ManifestsArgs {
+    /// The job's name: the StatefulSet and Service are called this, the
+    /// pods NAME-0, NAME-1, ...
+    #[arg(long)]
+    name: String,
+    /// The container image, with `monarch` on its PATH.
+    #[arg(long)]
+    image: String,
+    /// How many agent pods (hosts).
+    #[arg(long)]
+    replicas: usize,
+    /// The namespace.
+    #[arg(long, default_value = "default")]
+    namespace: String,
+    /// GPUs each pod asks for (`nvidia.com/gpu`).
+    #[arg(long)]
+    gpus_per_pod: Option<u32>,
+    /// The agents' port.
+    #[arg(long, default_value_t = DEFAULT_AGENT_PORT)]
+    port: u16,
+    /// The job credential to put in the Secret.
+    #[arg(long)]
+    credential: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -183,6 +235,7 @@ fn main() -> ExitCode {
         Command::Host(args) => run_host(args),
         Command::Spmd(args) => run_spmd(args),
         Command::Credential(CredentialCommand::New { file }) => new_credential(&file),
+        Command::Kubernetes(KubernetesCommand::Manifests(args)) => print_manifests(&args),
         Command::Zorplex(ZorplexCommand::Tasks(args)) => print_tasks(&args),
         Command::Zorplex(ZorplexCommand::Eval(args)) => run_eval(&args),
     };
@@ -197,12 +250,18 @@ fn main() -> ExitCode {
 
 fn run_host(args: HostArgs) -> Result<(), String> {
     let credential = JobCredential::read(&args.credential).map_err(|e| e.to_string())?;
+    let announce = match args.announce {
+        Some(dir) => Some((Rendezvous::new(dir), scheduler_rank(args.rank)?)),
+        None => None,
+    };
+    let name = args.name.unwrap_or_else(default_agent_name);
     let options = AgentOptions {
         listen: args.listen,
         credential,
-        name: args.name,
+        name: Some(name.clone()),
         cache_dir: args.cache_dir,
     };
+    let advertise = args.advertise;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -211,8 +270,51 @@ fn run_host(args: HostArgs) -> Result<(), String> {
         .block_on(run_host_agent(options, |addr| {
             // Scripts wait for this line (and read the port from it).
             println!("monarch host agent listening on {addr}");
+            if let Some((rendezvous, rank)) = &announce {
+                let addr = advertise.unwrap_or_else(|| advertised_addr(addr));
+                if let Err(e) = rendezvous.announce(*rank, &name, addr) {
+                    // An agent nobody can find would only be waited for.
+                    eprintln!("error: {e}");
+                    std::process::exit(1);
+                }
+            }
         }))
         .map_err(|e| e.to_string())
+}
+
+/// The agent's rank in a rendezvous: `--rank`, else what the scheduler set.
+fn scheduler_rank(rank: Option<usize>) -> Result<usize, String> {
+    if let Some(rank) = rank {
+        return Ok(rank);
+    }
+    for var in ["SLURM_PROCID", "JOB_COMPLETION_INDEX"] {
+        if let Ok(value) = std::env::var(var) {
+            return value
+                .parse()
+                .map_err(|_| format!("{var}={value:?} is not a rank"));
+        }
+    }
+    Err("--announce needs --rank where neither SLURM_PROCID nor JOB_COMPLETION_INDEX is set".into())
+}
+
+/// The hostname; under SLURM with several agents per node, the second and
+/// later ones add their local id (`node7-1`) so that every host is named
+/// once.
+fn default_agent_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    match std::env::var("SLURM_LOCALID") {
+        Ok(local) if local != "0" && !local.is_empty() => format!("{host}-{local}"),
+        _ => host,
+    }
 }
 
 fn run_spmd(args: SpmdArgs) -> Result<(), String> {
@@ -255,6 +357,18 @@ fn run_spmd(args: SpmdArgs) -> Result<(), String> {
             Err(failed.join("; "))
         }
     })
+}
+
+fn print_manifests(args: &ManifestsArgs) -> Result<(), String> {
+    let credential = JobCredential::read(&args.credential).map_err(|e| e.to_string())?;
+    let mut job = KubernetesJob::new(&args.name, &args.image, args.replicas)
+        .namespace(&args.namespace)
+        .port(args.port);
+    if let Some(gpus) = args.gpus_per_pod {
+        job = job.gpus_per_pod(gpus);
+    }
+    println!("{}", job.manifests(&credential).to_json());
+    Ok(())
 }
 
 fn new_credential(file: &Path) -> Result<(), String> {

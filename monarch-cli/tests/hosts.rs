@@ -1,6 +1,7 @@
 //! Multi-host meshes on one machine: each host a network namespace with a
 //! `monarch host` agent in it, the controller (this test) in the root
-//! namespace. A 2-host x 2-proc mesh runs the adverbs and slices; cutting one
+//! namespace. A 2-host x 2-proc mesh runs the adverbs and slices, directly
+//! and through a cast tree; cutting one
 //! host's link, or killing its agent, is a supervision event naming that
 //! host while the other keeps answering; an SPMD job runs twice across the
 //! hosts, its ranks meeting at rank 0's address; a controller with another
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use monarch::prelude::*;
 use monarch::testing::{Failed, Scenarios};
-use monarch::{Config, HostMesh, HostMeshError, JobCredential, SpmdCommand};
+use monarch::{CastTree, Config, HostMesh, HostMeshError, JobCredential, SpmdCommand};
 use netns::{Agent, Network};
 
 /// Every scenario is bounded by this.
@@ -211,6 +212,20 @@ async fn adverbs_and_slices() -> Result<(), Failed> {
     let sum = mesh.get().reduce(0, |a, b| a + b).await?;
     if sum != 24 {
         return Err(format!("reduced to {sum}").into());
+    }
+    // The same casts through a tree (one copy into each host, relayed there).
+    let tree = mesh.with_cast_tree(CastTree {
+        fanout: 2,
+        min_procs: 2,
+    });
+    let before = monarch::testing::casts_started();
+    tree.incr(100).broadcast()?;
+    let counts = tree.get().call().await?;
+    if counts.values() != [101, 101, 111, 111] {
+        return Err(format!("counts through the tree {:?}", counts.values()).into());
+    }
+    if monarch::testing::casts_started() < before + 2 {
+        return Err("the casts did not go through a tree".into());
     }
     tokio::time::timeout(WAIT, procs.stop())
         .await
@@ -424,9 +439,26 @@ async fn bench() -> Result<(), Failed> {
     }
     let one_by_eight = timed(t.elapsed());
     eprintln!(
-        "call(): 2 hosts x 4 procs {two_by_four:?}, 1 host x 8 procs {one_by_eight:?}: {:.2}x (target < 1.5x)",
+        "call(): 2 hosts x 4 procs {two_by_four:?}, 1 host x 8 procs (this host) {one_by_eight:?}: {:.2}x (target < 1.5x)",
         two_by_four.as_secs_f64() / one_by_eight.as_secs_f64()
     );
+    // The same 8 procs on one remote host: both meshes across veth pairs.
+    let (_agent1, one_host) = attach(&network, 1).await?;
+    let remote8 = one_host.spawn_procs(shape! { procs = 8 }).await?;
+    let remote8_mesh = remote8.spawn::<Where>("bench", ()).await?;
+    for _ in 0..20 {
+        remote8_mesh.get().call().await?;
+    }
+    let t = Instant::now();
+    for _ in 0..ROUNDS {
+        remote8_mesh.get().call().await?;
+    }
+    let one_remote_by_eight = timed(t.elapsed());
+    eprintln!(
+        "call(): 2 hosts x 4 procs {two_by_four:?}, 1 remote host x 8 procs {one_remote_by_eight:?}: {:.2}x",
+        two_by_four.as_secs_f64() / one_remote_by_eight.as_secs_f64()
+    );
+    remote8.stop().await;
 
     let one = remote_mesh.slice("hosts", 1)?.slice("procs", 0)?;
     for _ in 0..20 {
@@ -467,6 +499,33 @@ async fn bench() -> Result<(), Failed> {
     eprintln!(
         "ask round trip across a veth pair {ask:?}, UDP ping-pong {udp:?}: {:.2}x",
         ask.as_secs_f64() / udp.as_secs_f64()
+    );
+    // The 1-host mesh talks over loopback, the 2-host one over veth pairs
+    // and a bridge: the network's own share of the call() ratio.
+    let loopback = UdpSocket::bind("127.0.0.1:0")?;
+    let echo_addr = loopback.local_addr()?;
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 64];
+        while let Ok((n, from)) = loopback.recv_from(&mut buffer) {
+            let _ = loopback.send_to(&buffer[..n], from);
+        }
+    });
+    let socket = UdpSocket::bind("127.0.0.1:0")?;
+    socket.set_read_timeout(Some(WAIT))?;
+    socket.connect(echo_addr)?;
+    for _ in 0..20 {
+        socket.send(b"ping")?;
+        socket.recv(&mut buffer)?;
+    }
+    let t = Instant::now();
+    for _ in 0..ROUNDS {
+        socket.send(b"ping")?;
+        socket.recv(&mut buffer)?;
+    }
+    let udp_loopback = timed(t.elapsed());
+    eprintln!(
+        "UDP ping-pong over loopback {udp_loopback:?}, across a veth pair {udp:?}: {:.2}x",
+        udp.as_secs_f64() / udp_loopback.as_secs_f64()
     );
     remote.stop().await;
     local.stop().await;

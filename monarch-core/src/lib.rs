@@ -79,10 +79,14 @@ pub use mesh::{
 };
 
 pub use host::{
-    bootstrap, get_or_spawn_controller, init_logging, respawn_controller, run_host_agent, shutdown,
-    this_host, AgentError, AgentOptions, Host, HostMesh, HostMeshError, ProcMesh, ProcMeshError,
-    RankFailure, SpmdCommand, SpmdError, SpmdExit, DEFAULT_AGENT_PORT,
+    advertised_addr, bootstrap, get_or_spawn_controller, init_logging, respawn_controller,
+    run_host_agent, shutdown, this_host, AgentError, AgentOptions, AnnouncedAgent, Host, HostMesh,
+    HostMeshError, ProcMesh, ProcMeshError, RankFailure, Rendezvous, RendezvousError, SlurmAgents,
+    SlurmError, SlurmJob, SpmdCommand, SpmdError, SpmdExit, Submit, DEFAULT_AGENT_PORT,
 };
+
+#[cfg(feature = "kubernetes")]
+pub use host::{AgentPod, KubernetesError, KubernetesJob, Manifests, NotReady, JOB_LABEL};
 
 /// The buffer type that endpoint arguments travel in without copies.
 pub use bytes::Bytes;

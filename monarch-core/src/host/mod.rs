@@ -20,8 +20,12 @@ pub use bootstrap::bootstrap;
 pub use logging::init_logging;
 pub use proc_mesh::{ProcMesh, ProcMeshError, RankFailure};
 pub use remote::{
-    run_host_agent, AgentError, AgentOptions, HostMesh, HostMeshError, DEFAULT_AGENT_PORT,
+    advertised_addr, run_host_agent, AgentError, AgentOptions, AnnouncedAgent, HostMesh,
+    HostMeshError, Rendezvous, RendezvousError, SlurmAgents, SlurmError, SlurmJob, Submit,
+    DEFAULT_AGENT_PORT,
 };
+#[cfg(feature = "kubernetes")]
+pub use remote::{AgentPod, KubernetesError, KubernetesJob, Manifests, NotReady, JOB_LABEL};
 pub use singleton::{get_or_spawn_controller, respawn_controller};
 pub use spmd::{SpmdCommand, SpmdError, SpmdExit};
 

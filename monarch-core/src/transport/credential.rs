@@ -110,20 +110,26 @@ impl JobCredential {
             path: path.to_path_buf(),
             source,
         };
-        let blocks: Vec<pem::Pem> = PEM_LABELS
-            .iter()
-            .zip([&self.certificate, &self.authority, &self.key])
-            .map(|(label, der)| pem::Pem::new(*label, der.clone()))
-            .collect();
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(path)
             .map_err(io)?;
-        file.write_all(pem::encode_many(&blocks).as_bytes())
-            .map_err(io)?;
+        file.write_all(self.to_pem().as_bytes()).map_err(io)?;
         file.sync_all().map_err(io)
+    }
+
+    /// The credential as the PEM text [`write`](Self::write) puts in a file
+    /// (for a secret store, such as a Kubernetes Secret). It holds the
+    /// private key: keep it secret.
+    pub fn to_pem(&self) -> String {
+        let blocks: Vec<pem::Pem> = PEM_LABELS
+            .iter()
+            .zip([&self.certificate, &self.authority, &self.key])
+            .map(|(label, der)| pem::Pem::new(*label, der.clone()))
+            .collect();
+        pem::encode_many(&blocks)
     }
 
     /// Reads a credential [`write`](Self::write) wrote, checking that its

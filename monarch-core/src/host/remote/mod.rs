@@ -15,13 +15,26 @@
 //! supervision event at its owner, and calls pending there fail, both naming
 //! the host.
 //!
+//! Agents started by a scheduler announce where they listen in a
+//! [`Rendezvous`] folder on shared storage; [`SlurmJob`] starts them under
+//! SLURM and waits for them there.
+//!
 //! [`JobCredential`]: crate::JobCredential
 
 mod agent;
+#[cfg(feature = "kubernetes")]
+mod kubernetes;
 mod launch;
 mod mesh;
 mod net;
 mod program;
+mod rendezvous;
+mod slurm;
 
 pub use agent::{run_host_agent, AgentError, AgentOptions, DEFAULT_AGENT_PORT};
 pub use mesh::{HostMesh, HostMeshError};
+pub use rendezvous::{advertised_addr, AnnouncedAgent, Rendezvous, RendezvousError};
+pub use slurm::{SlurmAgents, SlurmError, SlurmJob, Submit};
+
+#[cfg(feature = "kubernetes")]
+pub use kubernetes::{AgentPod, KubernetesError, KubernetesJob, Manifests, NotReady, JOB_LABEL};
