@@ -38,6 +38,10 @@ const HEARTBEAT: Duration = Duration::from_secs(2);
 /// Set in a re-executed copy of this binary that attaches as a stranger.
 const STRANGER_ENV: &str = "HOSTS_TEST_STRANGER";
 
+/// Set (to `AGENT CREDENTIAL_FILE`) in a re-executed copy of this binary
+/// that attaches, spawns workers, prints their pids and waits to be killed.
+const CONTROLLER_ENV: &str = "HOSTS_TEST_CONTROLLER";
+
 /// Set in a re-executed copy of this binary that echoes UDP datagrams.
 const ECHO_ENV: &str = "HOSTS_TEST_UDP_ECHO";
 
@@ -48,6 +52,9 @@ fn main() {
     }
     if let Ok(agent) = std::env::var(STRANGER_ENV) {
         std::process::exit(stranger(&agent));
+    }
+    if let Ok(spec) = std::env::var(CONTROLLER_ENV) {
+        std::process::exit(doomed_controller(&spec));
     }
     if let Ok(listen) = std::env::var(ECHO_ENV) {
         udp_echo(&listen);
@@ -78,6 +85,9 @@ fn main() {
         )
         .test("a_stranger_controller_is_refused", || {
             Box::pin(stranger_refused())
+        })
+        .test("a_dead_controllers_workers_do_not_outlive_it", || {
+            Box::pin(dead_controller())
         })
         .ignored("bench_hosts", || Box::pin(bench()))
         .finally(|| drop(lock(&NETWORK).take()))
@@ -112,6 +122,12 @@ impl Where {
     #[endpoint]
     async fn host(&self) -> String {
         this_proc().proc_id().host().to_string()
+    }
+
+    /// The process it runs in.
+    #[endpoint]
+    async fn pid(&self) -> u32 {
+        std::process::id()
     }
 
     #[endpoint]
@@ -385,6 +401,87 @@ fn stranger(agent: &str) -> i32 {
             1
         }
     }
+}
+
+/// A controller SIGKILLed with workers on a host: the agent notices the
+/// lost link and kills them.
+async fn dead_controller() -> Result<(), Failed> {
+    let Some(network) = network() else {
+        return Ok(());
+    };
+    let (path, _) = credential();
+    let agent = network.start_agent(3, monarch_binary(), path, fresh_port())?;
+    let mut controller = std::process::Command::new(std::env::current_exe()?)
+        .env(CONTROLLER_ENV, format!("{} {}", agent.addr, path.display()))
+        .env("MONARCH_BIND", format!("{}:0", network.controller))
+        .env(
+            "MONARCH_HEARTBEAT_TIMEOUT_MS",
+            HEARTBEAT.as_millis().to_string(),
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let lines = netns::lines_of(&mut controller);
+    let said = lines.recv_timeout(WAIT);
+    let _ = controller.kill();
+    let _ = controller.wait();
+    let said = said.map_err(|_| "the controller did not report its workers")?;
+    let pids: Vec<u32> = said
+        .strip_prefix("workers ")
+        .ok_or_else(|| format!("the controller said {said:?}"))?
+        .split(' ')
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    if pids.len() != 2 || !pids.iter().all(|pid| running(*pid)) {
+        return Err(format!("workers {pids:?} are not running before the kill").into());
+    }
+    let killed = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    while pids.iter().any(|pid| running(*pid)) {
+        if killed.elapsed() > WAIT {
+            return Err(format!("workers {pids:?} outlived their controller by {WAIT:?}").into());
+        }
+        tick.tick().await;
+    }
+    eprintln!(
+        "the workers were gone {:?} after the controller",
+        killed.elapsed()
+    );
+    Ok(())
+}
+
+/// Whether a process exists and has not exited (a zombie has).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+            Some(state != 'Z' && state != 'X')
+        })
+        .unwrap_or(false)
+}
+
+/// The doomed controller: attaches to the agent in `spec`, spawns two
+/// workers there, prints `workers PID PID` and waits (at most two minutes)
+/// for the test to kill it.
+fn doomed_controller(spec: &str) -> i32 {
+    let (agent, file) = spec.split_once(' ').expect("AGENT CREDENTIAL_FILE");
+    let agent: SocketAddr = agent.parse().expect("an agent address");
+    let credential = JobCredential::read(Path::new(file)).expect("the job credential");
+    monarch::testing::runtime().block_on(async {
+        let hosts = HostMesh::attach(&[agent], &credential)
+            .await
+            .expect("attached");
+        let procs = hosts
+            .spawn_procs(shape! { procs = 2 })
+            .await
+            .expect("workers");
+        let mesh = procs.spawn::<Where>("where", ()).await.expect("a mesh");
+        let pids = mesh.pid().call().await.expect("their pids");
+        let pids: Vec<String> = pids.values().iter().map(u32::to_string).collect();
+        println!("workers {}", pids.join(" "));
+        tokio::time::sleep(LIMIT).await;
+        1
+    })
 }
 
 /// Echoes UDP datagrams on `listen` until killed.
