@@ -484,6 +484,23 @@ fn doomed_controller(spec: &str) -> i32 {
     })
 }
 
+/// Times `rounds` UDP round trips to the echo `socket` is connected to,
+/// after 20 of warm-up.
+fn ping_pong(socket: &UdpSocket, rounds: usize) -> std::io::Result<Duration> {
+    socket.set_read_timeout(Some(WAIT))?;
+    let mut buffer = [0u8; 64];
+    for _ in 0..20 {
+        socket.send(b"ping")?;
+        socket.recv(&mut buffer)?;
+    }
+    let started = Instant::now();
+    for _ in 0..rounds {
+        socket.send(b"ping")?;
+        socket.recv(&mut buffer)?;
+    }
+    Ok(started.elapsed())
+}
+
 /// Echoes UDP datagrams on `listen` until killed.
 fn udp_echo(listen: &str) -> ! {
     let socket = UdpSocket::bind(listen).expect("an echo socket");
@@ -578,19 +595,8 @@ async fn bench() -> Result<(), Failed> {
         .recv_timeout(WAIT)
         .map_err(|_| "the echo did not start")?;
     let socket = UdpSocket::bind(SocketAddr::new(network.controller.into(), 0))?;
-    socket.set_read_timeout(Some(WAIT))?;
     socket.connect(&echo_at)?;
-    let mut buffer = [0u8; 64];
-    for _ in 0..20 {
-        socket.send(b"ping")?;
-        socket.recv(&mut buffer)?;
-    }
-    let t = Instant::now();
-    for _ in 0..ROUNDS {
-        socket.send(b"ping")?;
-        socket.recv(&mut buffer)?;
-    }
-    let udp = timed(t.elapsed());
+    let udp = timed(ping_pong(&socket, ROUNDS)?);
     let _ = echo.kill();
     let _ = echo.wait();
     eprintln!(
@@ -608,18 +614,8 @@ async fn bench() -> Result<(), Failed> {
         }
     });
     let socket = UdpSocket::bind("127.0.0.1:0")?;
-    socket.set_read_timeout(Some(WAIT))?;
     socket.connect(echo_addr)?;
-    for _ in 0..20 {
-        socket.send(b"ping")?;
-        socket.recv(&mut buffer)?;
-    }
-    let t = Instant::now();
-    for _ in 0..ROUNDS {
-        socket.send(b"ping")?;
-        socket.recv(&mut buffer)?;
-    }
-    let udp_loopback = timed(t.elapsed());
+    let udp_loopback = timed(ping_pong(&socket, ROUNDS)?);
     eprintln!(
         "UDP ping-pong over loopback {udp_loopback:?}, across a veth pair {udp:?}: {:.2}x",
         udp.as_secs_f64() / udp_loopback.as_secs_f64()
