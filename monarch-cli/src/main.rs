@@ -23,8 +23,8 @@ use monarch::rl::zorplex::{
     ReportTable, Sampling, SpecKind, SpecReport, TaskSpec,
 };
 use monarch::{
-    advertised_addr, run_host_agent, this_host, AgentOptions, HostMesh, JobCredential,
-    KubernetesJob, Rendezvous, Shape, SpmdCommand, DEFAULT_AGENT_PORT,
+    advertised_addr, local_hostname, run_host_agent, this_host, AgentOptions, HostMesh,
+    JobCredential, KubernetesJob, Rendezvous, Shape, SpmdCommand, DEFAULT_AGENT_PORT,
 };
 
 #[derive(Parser)]
@@ -301,16 +301,7 @@ fn scheduler_rank(rank: Option<usize>) -> Result<usize, String> {
 /// later ones add their local id (`node7-1`) so that every host is named
 /// once.
 fn default_agent_name() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|h| h.trim().to_string())
-        })
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
+    let host = local_hostname();
     match std::env::var("SLURM_LOCALID") {
         Ok(local) if local != "0" && !local.is_empty() => format!("{host}-{local}"),
         _ => host,

@@ -88,6 +88,8 @@ pub use host::{
 #[cfg(feature = "kubernetes")]
 pub use host::{AgentPod, KubernetesError, KubernetesJob, Manifests, NotReady, JOB_LABEL};
 
+pub use runtime::proc::local_hostname;
+
 /// The buffer type that endpoint arguments travel in without copies.
 pub use bytes::Bytes;
 

@@ -192,7 +192,9 @@ impl fmt::Debug for Proc {
     }
 }
 
-pub(crate) fn local_hostname() -> String {
+/// This host's name as proc ids use it by default: `HOSTNAME`, else
+/// `/etc/hostname`, else `localhost`.
+pub fn local_hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
