@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use monarch::prelude::*;
 use monarch::testing::{Failed, Scenarios};
-use monarch::{CastTree, Config, HostMesh, HostMeshError, JobCredential, SpmdCommand};
+use monarch::{CastTree, Config, HostMesh, HostMeshError, JobCredential};
 use netns::{Agent, Network};
 
 /// Every scenario is bounded by this.
@@ -46,10 +46,7 @@ const CONTROLLER_ENV: &str = "HOSTS_TEST_CONTROLLER";
 const ECHO_ENV: &str = "HOSTS_TEST_UDP_ECHO";
 
 fn main() {
-    monarch::bootstrap();
-    if std::env::var_os(peer::PEER_ENV).is_some() {
-        std::process::exit(peer::run());
-    }
+    peer::bootstrap();
     if let Ok(agent) = std::env::var(STRANGER_ENV) {
         std::process::exit(stranger(&agent));
     }
@@ -255,8 +252,7 @@ async fn spmd_across_hosts() -> Result<(), Failed> {
     };
     let (_agents, hosts) = attach(&network, 2).await?;
     let procs = hosts.spawn_procs(shape! { procs = 2 }).await?;
-    let command =
-        SpmdCommand::new(std::env::current_exe()?.display().to_string()).env(peer::PEER_ENV, "1");
+    let command = peer::command()?;
     for round in 0..2 {
         let exits = procs.run_spmd(&command).await?;
         if exits.len() != 4 || !exits.iter().all(|e| e.success()) {

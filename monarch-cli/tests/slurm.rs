@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use monarch::prelude::*;
 use monarch::testing::{Failed, Scenarios};
-use monarch::{HostMesh, JobCredential, SlurmJob, SpmdCommand, Submit};
+use monarch::{HostMesh, JobCredential, SlurmJob, Submit};
 
 /// Every scenario is bounded by this.
 const LIMIT: Duration = Duration::from_secs(180);
@@ -24,10 +24,7 @@ const LIMIT: Duration = Duration::from_secs(180);
 const WAIT: Duration = Duration::from_secs(60);
 
 fn main() {
-    monarch::bootstrap();
-    if std::env::var_os(peer::PEER_ENV).is_some() {
-        std::process::exit(peer::run());
-    }
+    peer::bootstrap();
     Scenarios::new()
         .limit(LIMIT)
         .one_at_a_time()
@@ -86,8 +83,7 @@ async fn batch_job() -> Result<(), Failed> {
     if at.values() != expected {
         return Err(format!("members run on {:?}, not {expected:?}", at.values()).into());
     }
-    let command =
-        SpmdCommand::new(std::env::current_exe()?.display().to_string()).env(peer::PEER_ENV, "1");
+    let command = peer::command()?;
     let exits = procs.run_spmd(&command).await?;
     if exits.len() != 4 || !exits.iter().all(|e| e.success()) {
         return Err(format!("spmd exits {exits:?}").into());

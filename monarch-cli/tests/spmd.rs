@@ -17,10 +17,7 @@ use monarch::SpmdCommand;
 const LIMIT: Duration = Duration::from_secs(120);
 
 fn main() {
-    monarch::bootstrap();
-    if std::env::var_os(peer::PEER_ENV).is_some() {
-        std::process::exit(peer::run());
-    }
+    peer::bootstrap();
     Scenarios::new()
         .limit(LIMIT)
         .one_at_a_time()
@@ -37,15 +34,10 @@ fn main() {
         .run();
 }
 
-fn peer_command() -> Result<SpmdCommand, Failed> {
-    let exe = std::env::current_exe()?;
-    Ok(SpmdCommand::new(exe.display().to_string()).env(peer::PEER_ENV, "1"))
-}
-
 async fn meet_twice() -> Result<(), Failed> {
     let procs = this_host().spawn_procs(shape! { procs = 3 }).await?;
     for round in 0..2 {
-        let exits = procs.run_spmd(&peer_command()?).await?;
+        let exits = procs.run_spmd(&peer::command()?).await?;
         if exits.len() != 3 || !exits.iter().all(|e| e.success()) {
             return Err(format!("round {round}: {exits:?}").into());
         }

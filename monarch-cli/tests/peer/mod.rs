@@ -13,8 +13,24 @@ pub(crate) const PEER_ENV: &str = "MONARCH_TEST_SPMD_PEER";
 /// How long rank 0 waits for its peers, and they for it.
 const WAIT: Duration = Duration::from_secs(30);
 
+/// What a test binary that may be started as the SPMD program does first:
+/// bootstraps monarch and, when [`PEER_ENV`] is set, runs the program and
+/// exits with its code.
+pub(crate) fn bootstrap() {
+    monarch::bootstrap();
+    if std::env::var_os(PEER_ENV).is_some() {
+        std::process::exit(run());
+    }
+}
+
+/// This test binary started as the SPMD program, once per proc.
+pub(crate) fn command() -> std::io::Result<monarch::SpmdCommand> {
+    let exe = std::env::current_exe()?;
+    Ok(monarch::SpmdCommand::new(exe.display().to_string()).env(PEER_ENV, "1"))
+}
+
 /// Runs the program; the process's exit code.
-pub(crate) fn run() -> i32 {
+fn run() -> i32 {
     match peer() {
         Ok(summary) => {
             println!("{summary}");

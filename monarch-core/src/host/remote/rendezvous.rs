@@ -158,14 +158,14 @@ impl Rendezvous {
     }
 
     /// Waits until ranks `0..expected` have all announced, at most
-    /// `timeout`. `job_alive` is asked between looks (about every 100 ms)
+    /// `timeout`. `job_alive` is awaited between looks (about every 100 ms)
     /// and ends the wait with its error when what started the agents has
     /// ended.
     pub async fn wait(
         &self,
         expected: usize,
         timeout: Duration,
-        mut job_alive: impl FnMut() -> Result<(), String>,
+        mut job_alive: impl AsyncFnMut() -> Result<(), String>,
     ) -> Result<Vec<AnnouncedAgent>, RendezvousError> {
         let started = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -175,7 +175,7 @@ impl Rendezvous {
             if (0..expected).all(|rank| agents.iter().any(|agent| agent.rank == rank)) {
                 return Ok(agents.into_iter().filter(|a| a.rank < expected).collect());
             }
-            job_alive().map_err(RendezvousError::JobEnded)?;
+            job_alive().await.map_err(RendezvousError::JobEnded)?;
             if started.elapsed() >= timeout {
                 return Err(RendezvousError::Timeout {
                     dir: self.dir.clone(),
@@ -231,7 +231,7 @@ mod tests {
         let late =
             tokio::spawn(async move { writer.announce(0, "a", "10.0.0.1:1".parse().unwrap()) });
         let agents = rendezvous
-            .wait(2, Duration::from_secs(10), || Ok(()))
+            .wait(2, Duration::from_secs(10), async || Ok(()))
             .await
             .unwrap();
         late.await.unwrap().unwrap();
@@ -245,7 +245,7 @@ mod tests {
         let dir = scratch("dead");
         let rendezvous = Rendezvous::new(&dir);
         let ended = rendezvous
-            .wait(1, Duration::from_secs(10), || {
+            .wait(1, Duration::from_secs(10), async || {
                 Err("srun exited with 1".into())
             })
             .await;
@@ -255,7 +255,9 @@ mod tests {
         );
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("0.agent"), "no address here\n").unwrap();
-        let bad = rendezvous.wait(1, Duration::from_secs(10), || Ok(())).await;
+        let bad = rendezvous
+            .wait(1, Duration::from_secs(10), async || Ok(()))
+            .await;
         assert!(
             matches!(bad, Err(RendezvousError::Malformed { .. })),
             "{bad:?}"
@@ -271,7 +273,7 @@ mod tests {
             .announce(0, "a", "10.0.0.1:1".parse().unwrap())
             .unwrap();
         let waited = rendezvous
-            .wait(2, Duration::from_millis(300), || Ok(()))
+            .wait(2, Duration::from_millis(300), async || Ok(()))
             .await;
         assert!(
             matches!(

@@ -206,8 +206,8 @@ impl SlurmJob {
         };
         let mut last_check = Instant::now();
         let waited = rendezvous
-            .wait(agents, self.start_timeout, || {
-                running.check(rendezvous.dir(), &mut last_check)
+            .wait(agents, self.start_timeout, async || {
+                running.check(rendezvous.dir(), &mut last_check).await
             })
             .await;
         match waited {
@@ -361,7 +361,7 @@ impl Drop for SlurmAgents {
 impl Running {
     /// `Err` with what SLURM said once the agents' job has ended. A batch
     /// job is asked about at most once a second.
-    fn check(&mut self, dir: &Path, last: &mut Instant) -> Result<(), String> {
+    async fn check(&mut self, dir: &Path, last: &mut Instant) -> Result<(), String> {
         match self {
             Running::Step(Some(child)) => match child.try_wait() {
                 Ok(None) => Ok(()),
@@ -373,10 +373,11 @@ impl Running {
             },
             Running::Batch(Some(id)) if last.elapsed() >= Duration::from_secs(1) => {
                 *last = Instant::now();
-                let state = std::process::Command::new("squeue")
-                    .args(["-h", "-j", id.as_str(), "-o", "%T"])
-                    .output()
-                    .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+                // squeue fails for a job id it no longer knows: ended.
+                let args = ["-h", "-j", id.as_str(), "-o", "%T"].map(String::from);
+                let state = run("squeue", &args)
+                    .await
+                    .map(|out| out.trim().to_string())
                     .unwrap_or_default();
                 if matches!(state.as_str(), "PENDING" | "CONFIGURING" | "RUNNING") {
                     return Ok(());
