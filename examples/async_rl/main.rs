@@ -72,10 +72,13 @@ struct Args {
     /// Seeds the model, the warm-up and the training tasks.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Warm-up optimiser steps on scripted demonstrations (default: 500 for
-    /// the tiny model, none for a pretrained one).
+    /// Warm-up optimiser steps on scripted demonstrations (default: the
+    /// warm-up's own for the tiny model, none for a pretrained one).
     #[arg(long)]
     warm_up_steps: Option<usize>,
+    /// The warm-up's peak learning rate.
+    #[arg(long, default_value_t = WarmUp::default().lr)]
+    warm_up_lr: f64,
     /// First seed of the held-out evaluation tasks.
     #[arg(long, default_value_t = 10_000)]
     eval_seed: i64,
@@ -173,7 +176,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Family::Qwen2 => ModelSpec::Qwen2 { dir: path() },
     };
     let warm_up_steps = args.warm_up_steps.unwrap_or(match args.model {
-        Family::Tiny => 500,
+        Family::Tiny => WarmUp::default().steps,
         Family::Smollm2 | Family::Qwen2 => 0,
     });
     let timeout = Duration::from_secs(600);
@@ -200,6 +203,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (warm_report, _) = trainer
             .warm_up(WarmUp {
                 steps: warm_up_steps,
+                lr: args.warm_up_lr,
                 seed: args.seed,
                 ..WarmUp::default()
             })

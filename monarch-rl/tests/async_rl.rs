@@ -109,7 +109,7 @@ async fn start(
     let warm_up = WarmUp {
         episodes_per_kind: 30,
         steps: 40,
-        seed: 0,
+        ..WarmUp::default()
     };
     trainer.warm_up(warm_up).call_one().await?;
     let weights = trainer.weights().call_one().await?;

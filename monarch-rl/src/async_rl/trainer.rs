@@ -47,6 +47,8 @@ pub struct WarmUp {
     pub episodes_per_kind: usize,
     /// Optimiser steps.
     pub steps: usize,
+    /// AdamW's peak learning rate.
+    pub lr: f64,
     /// Seeds the demonstrations and batches.
     pub seed: u64,
 }
@@ -57,6 +59,7 @@ impl Default for WarmUp {
         WarmUp {
             episodes_per_kind: defaults.episodes_per_kind,
             steps: defaults.steps,
+            lr: defaults.lr,
             seed: defaults.seed,
         }
     }
@@ -180,6 +183,7 @@ impl PolicyTrainer {
         let config = PretrainConfig {
             episodes_per_kind: warm_up.episodes_per_kind,
             steps: warm_up.steps,
+            lr: warm_up.lr,
             seed: warm_up.seed,
             ..PretrainConfig::default()
         };

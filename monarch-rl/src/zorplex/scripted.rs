@@ -36,11 +36,9 @@ impl OraclePolicy {
                 if values.len() < words.len() {
                     return format!("LOOKUP[{}]\n", words[values.len()]);
                 }
-                let answer = values[1..].iter().fold(values[0], |acc, &v| match op {
-                    '+' => acc + v,
-                    '-' => acc - v,
-                    _ => acc * v,
-                });
+                let answer = values[1..]
+                    .iter()
+                    .fold(values[0], |acc, &v| super::spec::apply(op, acc, v));
                 let terms: Vec<String> = values.iter().map(i64::to_string).collect();
                 format!(
                     "{} = {answer}. [ANSWER] {answer}\nThat is my final answer.",

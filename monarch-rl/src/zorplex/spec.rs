@@ -48,6 +48,24 @@ pub enum Difficulty {
     Hard,
 }
 
+impl Difficulty {
+    /// How many words a task of this difficulty combines.
+    pub fn terms(self) -> usize {
+        match self {
+            Difficulty::Easy | Difficulty::Medium => 2,
+            Difficulty::Hard => 3,
+        }
+    }
+
+    /// The operators a task of this difficulty draws from.
+    pub fn operators(self) -> &'static [char] {
+        match self {
+            Difficulty::Easy => &['+'],
+            Difficulty::Medium | Difficulty::Hard => &['+', '-', '*'],
+        }
+    }
+}
+
 impl SpecKind {
     /// Every variant the golden file covers, in a stable order.
     pub const ALL: [SpecKind; 8] = [
@@ -320,17 +338,15 @@ impl TaskSpec {
     }
 
     fn generate_compositional(&mut self, difficulty: Difficulty) -> Task {
-        let (count, ops): (usize, &[char]) = match difficulty {
-            Difficulty::Easy => (2, &['+']),
-            Difficulty::Medium => (2, &['+', '-', '*']),
-            Difficulty::Hard => (3, &['+', '-', '*']),
-        };
-        let words = self.rng.sample(&WORDS, count);
+        let words = self.rng.sample(&WORDS, difficulty.terms());
         let values: Vec<i64> = words
             .iter()
             .map(|w| self.table.get(w).expect("word from WORDS"))
             .collect();
-        let op = *self.rng.choice(ops).expect("ops is not empty");
+        let op = *self
+            .rng
+            .choice(difficulty.operators())
+            .expect("ops is not empty");
         let answer = values[1..]
             .iter()
             .fold(values[0], |acc, &v| apply(op, acc, v));
@@ -445,7 +461,8 @@ impl TaskSpec {
     }
 }
 
-fn apply(op: char, a: i64, b: i64) -> i64 {
+/// `a op b` for an operator of a compositional task (`*` for any other).
+pub(crate) fn apply(op: char, a: i64, b: i64) -> i64 {
     match op {
         '+' => a + b,
         '-' => a - b,
