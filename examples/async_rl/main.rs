@@ -63,6 +63,9 @@ struct Args {
     /// Episodes per group.
     #[arg(long, default_value_t = 8)]
     group_size: usize,
+    /// Divide each group's advantages by its rewards' standard deviation.
+    #[arg(long)]
+    normalize_std: bool,
     /// The most versions a trained sample's policy may be behind.
     #[arg(long, default_value_t = 1)]
     max_policy_age: u64,
@@ -110,10 +113,16 @@ struct Args {
     /// The plot's path without extension: `.svg` and `.png` are written.
     #[arg(long, default_value = "target/async_rl/plot")]
     plot: PathBuf,
-    /// Save each run's final policy here (in `DIR/sync` and `DIR/async` when
-    /// both run), for `monarch zorplex eval --policy model --model-path`.
+    /// Save the starting policy in `DIR/warm` and each run's final policy
+    /// here (in `DIR/sync` and `DIR/async` when both run), for `monarch
+    /// zorplex eval --policy model --model-path` and `--init`.
     #[arg(long)]
     save: Option<PathBuf>,
+    /// Start from this checkpoint (as `--save` writes them, `DIR/warm` for
+    /// a warm model) instead of fresh weights, with no warm-up unless
+    /// `--warm-up-steps` asks for one.
+    #[arg(long)]
+    init: Option<PathBuf>,
 }
 
 /// A model family of `--model`.
@@ -175,10 +184,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         Family::Qwen2 => ModelSpec::Qwen2 { dir: path() },
     };
-    let warm_up_steps = args.warm_up_steps.unwrap_or(match args.model {
-        Family::Tiny => WarmUp::default().steps,
-        Family::Smollm2 | Family::Qwen2 => 0,
-    });
+    let warm_up_steps = args
+        .warm_up_steps
+        .unwrap_or(match (&args.init, args.model) {
+            (None, Family::Tiny) => WarmUp::default().steps,
+            _ => 0,
+        });
     let timeout = Duration::from_secs(600);
 
     let trainer_procs = Host::owned_by(this_proc())
@@ -192,12 +203,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 seed: args.seed,
                 ring_slots: 2,
                 group_size: args.group_size,
-                normalize_std: false,
+                normalize_std: args.normalize_std,
                 lr: args.lr,
                 max_policy_age: args.max_policy_age,
             },
         )
         .await?;
+    if let Some(dir) = &args.init {
+        let (info, _) = trainer
+            .load(dir.clone())
+            .timeout(timeout)
+            .call_one()
+            .await?;
+        println!(
+            "starting from {} (policy version {} there)",
+            dir.display(),
+            info.version
+        );
+    }
     if warm_up_steps > 0 {
         println!("warming up ({warm_up_steps} steps)...");
         let (warm_report, _) = trainer
@@ -214,6 +237,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "warm-up: loss {:.3} -> {:.3} in {:.0} s",
             warm_report.first_loss, warm_report.last_loss, warm_report.seconds
         );
+    }
+    if let Some(dir) = &args.save {
+        let dir = dir.join("warm");
+        trainer
+            .save(dir.clone())
+            .timeout(timeout)
+            .call_one()
+            .await?;
+        println!("saved the starting policy to {}", dir.display());
     }
     let generator = GeneratorParams {
         model,

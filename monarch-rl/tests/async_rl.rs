@@ -40,6 +40,9 @@ fn main() {
         .test("samples_older_than_the_bound_are_never_trained_on", || {
             Box::pin(stale_refused())
         })
+        .test("a_trainer_starts_from_a_saved_policy", || {
+            Box::pin(starts_from_a_checkpoint())
+        })
         .test("smollm2_plays_and_syncs_through_the_actors", || {
             Box::pin(smollm2())
         })
@@ -308,6 +311,66 @@ async fn stale_refused() -> Result<(), Failed> {
     )?;
     pool.stop().await;
     procs.stop().await;
+    Ok(())
+}
+
+/// A warm trainer's saved policy, loaded by a trainer of other initial
+/// weights, is published as a new version and saved again byte for byte; a
+/// checkpoint of another model is refused by name.
+async fn starts_from_a_checkpoint() -> Result<(), Failed> {
+    let scratch = std::env::temp_dir().join(format!("monarch-rl-init-{}", std::process::id()));
+    let (procs, trainer, pool) = start(1).await?;
+    pool.stop().await;
+    let warm = scratch.join("warm");
+    trainer.save(warm.clone()).call_one().await?;
+
+    let other_procs = Host::owned_by(this_proc())
+        .spawn_procs(shape! { trainer = 1 })
+        .await?;
+    let params = |model: ModelSpec| TrainerParams {
+        model,
+        seed: 2,
+        ring_slots: 2,
+        group_size: 4,
+        normalize_std: false,
+        lr: 1e-3,
+        max_policy_age: 1,
+    };
+    let other = other_procs
+        .spawn::<PolicyTrainer>("other", params(model()))
+        .await?;
+    let before = other.version().call_one().await?;
+    let (info, version) = other.load(warm.clone()).call_one().await?;
+    check(
+        version == before + 1 && info.model == model(),
+        &format!("loading publishes a version: {before} -> {version}, {info:?}"),
+    )?;
+    let again = scratch.join("again");
+    other.save(again.clone()).call_one().await?;
+    let bytes = |dir: &std::path::Path| std::fs::read(dir.join("weights.bin"));
+    check(
+        bytes(&warm)? == bytes(&again)?,
+        "the loaded weights are the saved ones",
+    )?;
+
+    let ModelSpec::Tiny { config } = model() else {
+        unreachable!("the test model is tiny")
+    };
+    let wider = ModelSpec::Tiny {
+        config: TinyConfig { dim: 64, ..config },
+    };
+    let mismatched = other_procs
+        .spawn::<PolicyTrainer>("wider", params(wider))
+        .await?;
+    let refused = mismatched.load(warm.clone()).call_one().await;
+    let said = format!("{:?}", refused.err());
+    check(
+        said.contains("the checkpoint holds") && said.contains("warm"),
+        &format!("another model's checkpoint is refused by name: {said}"),
+    )?;
+    other_procs.stop().await;
+    procs.stop().await;
+    let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! whole groups no older than the staleness bound, and publishes every new
 //! version of the weights into a ring of registered memory.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::Device;
@@ -13,8 +14,8 @@ use super::generator::cpu_bound;
 use super::weights::WeightSource;
 use crate::grpo::{train_step, GrpoConfig, Sample, StepReport};
 use crate::model::{
-    save_checkpoint, AnyModel, AnyTokenizer, CheckpointError, CheckpointInfo, ModelError,
-    ModelSpec, TextTokenizer,
+    read_checkpoint, save_checkpoint, AnyModel, AnyTokenizer, CheckpointError, CheckpointInfo,
+    ModelError, ModelSpec, TextTokenizer,
 };
 use crate::pretrain::{demonstrations, pretrain, PretrainConfig, PretrainReport};
 use crate::replay::Group;
@@ -97,9 +98,19 @@ pub enum TrainerError {
     /// The weights could not be published.
     #[error("publishing weights: {0}")]
     Publish(#[from] RdmaError),
-    /// The checkpoint could not be written.
+    /// The checkpoint could not be written or read.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// A checkpoint holds another model than the trainer's.
+    #[error("{}: the checkpoint holds {checkpoint:?}, not this trainer's {trainer:?}", dir.display())]
+    OtherModel {
+        /// The checkpoint's folder.
+        dir: PathBuf,
+        /// The checkpoint's model.
+        checkpoint: Box<ModelSpec>,
+        /// The trainer's model.
+        trainer: Box<ModelSpec>,
+    },
 }
 
 /// The trainer: the policy's master weights, the optimiser and the ring.
@@ -169,11 +180,36 @@ impl PolicyTrainer {
     /// Writes the current weights into the folder `dir` on the trainer's
     /// host (see [`crate::model::save_checkpoint`]).
     #[endpoint]
-    async fn save(&self, dir: std::path::PathBuf) -> Result<CheckpointInfo, TrainerError> {
+    async fn save(&self, dir: PathBuf) -> Result<CheckpointInfo, TrainerError> {
         let version = self.ring.version();
         Ok(cpu_bound(async {
             save_checkpoint(&dir, &self.spec, &self.vars, version)
         })?)
+    }
+
+    /// Starts from the checkpoint in the folder `dir` on the trainer's host
+    /// (as [`save`](PolicyTrainerClient::save) writes it): its weights
+    /// replace the current ones, are kept for
+    /// [`reset`](PolicyTrainerClient::reset) and are published, and the
+    /// optimiser starts afresh. The checkpoint must hold the trainer's model.
+    #[endpoint]
+    async fn load(&mut self, dir: PathBuf) -> Result<(CheckpointInfo, u64), TrainerError> {
+        let loaded = cpu_bound(async {
+            let (weights, info) = read_checkpoint(&dir)?;
+            if info.model != self.spec {
+                return Err(TrainerError::OtherModel {
+                    dir,
+                    checkpoint: Box::new(info.model),
+                    trainer: Box::new(self.spec.clone()),
+                });
+            }
+            weights.import(&self.vars.data().lock().expect("var map lock"))?;
+            let version = self.ring.publish(&weights.bytes)?;
+            self.warm = weights;
+            Ok((info, version))
+        })?;
+        self.optimiser = optimiser(&self.vars, self.lr)?;
+        Ok(loaded)
     }
 
     /// Warms the model up on noisy scripted demonstrations, keeps the result

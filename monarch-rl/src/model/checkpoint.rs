@@ -120,32 +120,39 @@ pub fn load_checkpoint(
     dir: &Path,
     device: &Device,
 ) -> Result<(BuiltModel, CheckpointInfo), CheckpointError> {
-    let info_path = dir.join("model.json");
-    let info: CheckpointInfo = read_json(&info_path)?;
+    let (weights, info) = read_checkpoint(dir)?;
+    let built = info
+        .model
+        .build(0, device)
+        .map_err(|error| CheckpointError::Build {
+            path: dir.join("model.json"),
+            family: info.model.family(),
+            error,
+        })?;
+    weights
+        .import(&built.vars.data().lock().expect("var map lock"))
+        .map_err(|error| CheckpointError::Weights {
+            path: dir.join("weights.bin"),
+            error,
+        })?;
+    Ok((built, info))
+}
+
+/// The weights in the checkpoint in `dir` as one flat buffer, with what
+/// `model.json` says, without building the model (a tiny transformer's
+/// tokenizer is checked against this build's).
+pub fn read_checkpoint(dir: &Path) -> Result<(FlatWeights, CheckpointInfo), CheckpointError> {
+    let info: CheckpointInfo = read_json(&dir.join("model.json"))?;
     if let ModelSpec::Tiny { .. } = info.model {
         check_tokenizer(&dir.join("tokenizer.json"))?;
     }
     let layout: Vec<TensorLayout> = read_json(&dir.join("layout.json"))?;
     let weights_path = dir.join("weights.bin");
     let bytes = std::fs::read(&weights_path).map_err(|error| CheckpointError::Io {
-        path: weights_path.clone(),
+        path: weights_path,
         error,
     })?;
-    let built = info
-        .model
-        .build(0, device)
-        .map_err(|error| CheckpointError::Build {
-            path: info_path,
-            family: info.model.family(),
-            error,
-        })?;
-    FlatWeights { layout, bytes }
-        .import(&built.vars.data().lock().expect("var map lock"))
-        .map_err(|error| CheckpointError::Weights {
-            path: weights_path,
-            error,
-        })?;
-    Ok((built, info))
+    Ok((FlatWeights { layout, bytes }, info))
 }
 
 /// The checkpoint in `dir` as a Zorplex [`Policy`](crate::zorplex::Policy)

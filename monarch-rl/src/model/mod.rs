@@ -20,7 +20,7 @@ use candle_core::{Device, Result, Tensor};
 
 pub use cache::{KvCache, Step};
 pub use checkpoint::{
-    load_checkpoint, load_policy, save_checkpoint, CheckpointError, CheckpointInfo,
+    load_checkpoint, load_policy, read_checkpoint, save_checkpoint, CheckpointError, CheckpointInfo,
 };
 pub use generate::{continue_cached, generate, Finish, GenerateOptions, Generated, Sampler};
 pub use hf_tokenizer::HfTokenizer;
