@@ -50,7 +50,7 @@ pub enum Difficulty {
 
 impl Difficulty {
     /// How many words a task of this difficulty combines.
-    pub fn terms(self) -> usize {
+    fn terms(self) -> usize {
         match self {
             Difficulty::Easy | Difficulty::Medium => 2,
             Difficulty::Hard => 3,
@@ -58,7 +58,7 @@ impl Difficulty {
     }
 
     /// The operators a task of this difficulty draws from.
-    pub fn operators(self) -> &'static [char] {
+    fn operators(self) -> &'static [char] {
         match self {
             Difficulty::Easy => &['+'],
             Difficulty::Medium | Difficulty::Hard => &['+', '-', '*'],
