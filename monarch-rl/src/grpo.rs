@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{LanguageModel, ModelError, ModelPolicy, TextTokenizer, Trajectory};
 use crate::train::{
-    group_advantages, pack, policy_loss, Batch, LossConfig, Sequence, Trainer, TrainerConfig,
+    group_advantages, micro_batches, pack, policy_loss, Batch, LossConfig, LossStats, Sequence,
+    Trainer, TrainerConfig,
 };
 use crate::zorplex::{run_episode, EpisodeConfig, SpecKind, TaskSpec};
 
@@ -28,6 +29,10 @@ pub struct GrpoConfig {
     pub normalize_std: bool,
     /// The loss.
     pub loss: LossConfig,
+    /// The most tokens, padding included, in one forward pass of a step:
+    /// a step's episodes are trained in micro-batches of similar length
+    /// within this budget, their gradients summed.
+    pub micro_batch_tokens: usize,
     /// The optimiser.
     pub trainer: TrainerConfig,
     /// Limits of each episode; its sampling seed is replaced per episode.
@@ -46,6 +51,7 @@ impl Default for GrpoConfig {
             groups_per_step: 4,
             group_size: 8,
             normalize_std: false,
+            micro_batch_tokens: 2048,
             loss: LossConfig::default(),
             trainer,
             episode: EpisodeConfig::sampled(),
@@ -170,33 +176,122 @@ pub fn train_step(
     if kept.is_empty() {
         return Ok(report);
     }
-    let sequences: Vec<Sequence<'_>> = kept
-        .iter()
-        .map(|&i| {
-            let t = &samples[i].trajectory;
-            Sequence {
-                tokens: &t.tokens,
-                mask: &t.model_mask,
-                behaviour_logp: &t.behaviour_logp,
-            }
-        })
-        .collect();
-    let values: Vec<f32> = kept.iter().map(|&i| advantages.values[i]).collect();
-    let packed = pack(&sequences, 0, model.device())?;
-    let logits = model.forward(&packed.inputs)?;
-    let advantages = candle_core::Tensor::new(values.as_slice(), model.device())?;
-    let batch = Batch {
-        logits: &logits,
-        targets: &packed.targets,
-        mask: &packed.mask,
-        behaviour_logp: &packed.behaviour_logp,
-        advantages: &advantages,
+    // Micro-batches of similar length, so that a long episode does not pad
+    // every short one to its length; each part's loss is scaled by its
+    // share of the trained tokens, so their gradients sum to the batch's.
+    let mut by_length = kept.clone();
+    by_length.sort_by_key(|&i| samples[i].trajectory.tokens.len());
+    let trained_tokens = |i: usize| {
+        let mask = &samples[i].trajectory.model_mask;
+        mask.iter().skip(1).filter(|&&m| m).count()
     };
-    let (loss, stats) = policy_loss(&batch, &config.loss)?;
-    report.grad_norm = trainer.step(&loss)?;
+    let total_tokens = by_length
+        .iter()
+        .map(|&i| trained_tokens(i))
+        .sum::<usize>()
+        .max(1);
+    let mut parts = Vec::new();
+    for micro in micro_batches(&by_length, config.micro_batch_tokens, |i| {
+        samples[i].trajectory.tokens.len()
+    }) {
+        let sequences: Vec<Sequence<'_>> = micro
+            .iter()
+            .map(|&i| {
+                let t = &samples[i].trajectory;
+                Sequence {
+                    tokens: &t.tokens,
+                    mask: &t.model_mask,
+                    behaviour_logp: &t.behaviour_logp,
+                }
+            })
+            .collect();
+        let values: Vec<f32> = micro.iter().map(|&i| advantages.values[i]).collect();
+        let packed = pack(&sequences, 0, model.device())?;
+        let logits = model.forward(&packed.inputs)?;
+        let advantages = candle_core::Tensor::new(values.as_slice(), model.device())?;
+        let batch = Batch {
+            logits: &logits,
+            targets: &packed.targets,
+            mask: &packed.mask,
+            behaviour_logp: &packed.behaviour_logp,
+            advantages: &advantages,
+        };
+        let (loss, stats) = policy_loss(&batch, &config.loss)?;
+        trainer.accumulate(&(loss * (stats.tokens / total_tokens as f64))?)?;
+        parts.push(stats);
+    }
+    let stats = LossStats::merge(&parts);
+    report.grad_norm = trainer.apply()?;
     report.trained = kept.len();
     report.loss = stats.loss;
     report.mean_ratio = stats.mean_ratio;
     report.clip_fraction = stats.clip_fraction;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+    use crate::model::{TinyConfig, TinyTransformer};
+
+    fn sample(tokens: &[u32], reward: f64) -> Sample {
+        let model_mask: Vec<bool> = (0..tokens.len()).map(|i| i % 3 != 0).collect();
+        let behaviour_logp = model_mask
+            .iter()
+            .map(|&m| if m { -2.0 } else { 0.0 })
+            .collect();
+        Sample {
+            trajectory: Trajectory {
+                tokens: tokens.to_vec(),
+                model_mask,
+                behaviour_logp,
+            },
+            reward,
+            correct: reward > 0.5,
+        }
+    }
+
+    /// Micro-batches change how a step is computed, not what it computes:
+    /// the loss and the gradient norm are those of one padded batch.
+    #[test]
+    fn a_step_in_micro_batches_is_the_step_of_one_batch() {
+        let device = Device::Cpu;
+        let samples = vec![
+            sample(&[1, 2, 3], 1.0),
+            sample(&[4, 5, 6, 7, 8, 9, 1, 2, 3], 0.0),
+            sample(&[3, 3, 4, 5, 6], 0.0),
+            sample(&[7, 1, 2, 8, 9, 10, 4], 1.0),
+        ];
+        let config = TinyConfig {
+            vocab: 11,
+            dim: 16,
+            layers: 2,
+            heads: 2,
+            ffn: 24,
+            max_len: 16,
+        };
+        let step = |micro_batch_tokens: usize| {
+            let (vars, model) = TinyTransformer::seeded(config, 3, &device).unwrap();
+            let mut trainer = Trainer::new(vars.all_vars(), TrainerConfig::default()).unwrap();
+            let grpo = GrpoConfig {
+                group_size: 2,
+                micro_batch_tokens,
+                ..GrpoConfig::default()
+            };
+            train_step(&model, &mut trainer, &samples, &grpo).unwrap()
+        };
+        let whole = step(1 << 20);
+        let parts = step(8);
+        assert_eq!((whole.trained, parts.trained), (4, 4));
+        for (a, b) in [
+            (whole.loss, parts.loss),
+            (whole.grad_norm, parts.grad_norm),
+            (whole.mean_ratio, parts.mean_ratio),
+        ] {
+            assert!((a - b).abs() <= 1e-5 * a.abs().max(1e-3), "{a} vs {b}");
+        }
+        assert!(whole.grad_norm > 0.0);
+    }
 }

@@ -12,7 +12,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use crate::model::{LanguageModel, ModelError, TextTokenizer};
-use crate::train::{pack, token_logprobs, Sequence, Trainer, TrainerConfig};
+use crate::train::{micro_batches, pack, token_logprobs, Sequence, Trainer, TrainerConfig};
 use crate::zorplex::{run_episode, EpisodeConfig, Noise, NoisyPolicy, SpecKind, TaskSpec};
 
 /// How to warm a model up.
@@ -153,22 +153,32 @@ pub fn pretrain(
         if batches.is_empty() {
             batches = length_bucketed_batches(&fits, batch_size, &mut rng);
         }
-        let indices = batches.pop().expect("refilled above");
-        let batch: Vec<Sequence<'_>> = indices
-            .iter()
-            .map(|&i| Sequence {
-                tokens: &fits[i].tokens,
-                mask: &fits[i].mask,
-                behaviour_logp: &[],
-            })
-            .collect();
+        let mut indices = batches.pop().expect("refilled above");
+        indices.sort_by_key(|&i| fits[i].tokens.len());
         trainer.set_learning_rate(config.lr * schedule(step, config.steps));
-        let packed = pack(&batch, pad, model.device())?;
-        let logits = model.forward(&packed.inputs)?;
-        let logp = token_logprobs(&logits, &packed.targets)?;
-        let loss = ((logp * &packed.mask)?.sum_all()?.neg()? / packed.mask.sum_all()?)?;
-        losses.push(f64::from(loss.to_scalar::<f32>()?));
-        trainer.step(&loss)?;
+        // The batch's mean over its trained tokens, computed in parts that
+        // each stay within the token budget.
+        let trained = |i: usize| fits[i].mask.iter().skip(1).filter(|&&m| m).count();
+        let total = indices.iter().map(|&i| trained(i)).sum::<usize>().max(1) as f64;
+        let mut loss_sum = 0.0;
+        for micro in micro_batches(&indices, MICRO_BATCH_TOKENS, |i| fits[i].tokens.len()) {
+            let batch: Vec<Sequence<'_>> = micro
+                .iter()
+                .map(|&i| Sequence {
+                    tokens: &fits[i].tokens,
+                    mask: &fits[i].mask,
+                    behaviour_logp: &[],
+                })
+                .collect();
+            let packed = pack(&batch, pad, model.device())?;
+            let logits = model.forward(&packed.inputs)?;
+            let logp = token_logprobs(&logits, &packed.targets)?;
+            let loss = ((logp * &packed.mask)?.sum_all()?.neg()? / total)?;
+            loss_sum += f64::from(loss.to_scalar::<f32>()?);
+            trainer.accumulate(&loss)?;
+        }
+        losses.push(loss_sum);
+        trainer.apply()?;
     }
     let tenth = (losses.len() / 10).max(1);
     let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len().max(1) as f64;
@@ -180,6 +190,10 @@ pub fn pretrain(
         seconds: started.elapsed().as_secs_f64(),
     })
 }
+
+/// The most tokens, padding included, in one forward pass of the warm-up
+/// (as [`crate::grpo::GrpoConfig::micro_batch_tokens`] for RL).
+const MICRO_BATCH_TOKENS: usize = 2048;
 
 /// The learning rate's factor at `step` of `steps`: a linear warm-up over
 /// the first 5%, then a linear decay to a tenth.

@@ -66,8 +66,39 @@ pub struct LossStats {
     /// The effective sample size of the importance weights, as a fraction of
     /// the trained tokens: `(sum w)^2 / (n sum w^2)`.
     pub effective_sample_size: f64,
+    /// The mean squared ratio over trained tokens (what the effective
+    /// sample size of several parts is computed from).
+    pub mean_square_ratio: f64,
     /// How many tokens trained.
     pub tokens: f64,
+}
+
+impl LossStats {
+    /// The stats of one batch from those of its parts, each a token-level
+    /// mean over its own tokens: the means weighted by tokens, the loss as
+    /// that of the whole batch (each part's loss scaled by its share of the
+    /// tokens, see [`policy_loss`]).
+    pub fn merge(parts: &[LossStats]) -> LossStats {
+        let tokens: f64 = parts.iter().map(|p| p.tokens).sum();
+        let denominator = tokens.max(1.0);
+        let mean = |field: fn(&LossStats) -> f64| {
+            parts.iter().map(|p| field(p) * p.tokens).sum::<f64>() / denominator
+        };
+        let mean_ratio = mean(|p| p.mean_ratio);
+        let mean_square_ratio = mean(|p| p.mean_square_ratio);
+        LossStats {
+            loss: mean(|p| p.loss),
+            mean_ratio,
+            clip_fraction: mean(|p| p.clip_fraction),
+            effective_sample_size: if mean_square_ratio > 0.0 {
+                mean_ratio * mean_ratio / mean_square_ratio
+            } else {
+                0.0
+            },
+            mean_square_ratio,
+            tokens,
+        }
+    }
 }
 
 /// The log-probability under `logits` `(B, T, V)` of each of `targets`
@@ -134,6 +165,7 @@ pub fn policy_loss(batch: &Batch<'_>, config: &LossConfig) -> Result<(Tensor, Lo
         } else {
             0.0
         },
+        mean_square_ratio: sum_w2 / denominator,
         tokens,
     };
     Ok((loss, stats))

@@ -52,10 +52,15 @@ impl Default for TrainerConfig {
 }
 
 /// AdamW over a set of variables, stepping on clipped gradients.
+///
+/// A step may sum the gradients of several losses first (micro-batches of
+/// one batch): [`Trainer::accumulate`] each, then [`Trainer::apply`].
 pub struct Trainer {
     vars: Vec<Var>,
     optimizer: AdamW,
     max_grad_norm: f64,
+    /// The gradients accumulated since the last step.
+    pending: Option<GradStore>,
 }
 
 impl Trainer {
@@ -65,13 +70,46 @@ impl Trainer {
             optimizer: AdamW::new(vars.clone(), config.adamw)?,
             vars,
             max_grad_norm: config.max_grad_norm,
+            pending: None,
         })
     }
 
     /// Back-propagates `loss`, clips, and steps; returns the gradient norm
     /// before clipping.
     pub fn step(&mut self, loss: &Tensor) -> Result<f64> {
+        self.accumulate(loss)?;
+        self.apply()
+    }
+
+    /// Back-propagates `loss` and adds its gradients to those of the step
+    /// being built; the graph behind `loss` can be dropped afterwards.
+    pub fn accumulate(&mut self, loss: &Tensor) -> Result<()> {
         let mut grads = loss.backward()?;
+        let Some(pending) = self.pending.as_mut() else {
+            self.pending = Some(grads);
+            return Ok(());
+        };
+        for var in &self.vars {
+            let Some(grad) = grads.remove(var.as_tensor()) else {
+                continue;
+            };
+            let sum = match pending.remove(var.as_tensor()) {
+                Some(earlier) => (earlier + grad)?,
+                None => grad,
+            };
+            pending.insert(var.as_tensor(), sum);
+        }
+        Ok(())
+    }
+
+    /// Clips the accumulated gradients and steps; returns their norm before
+    /// clipping. An error if nothing was accumulated since the last step.
+    pub fn apply(&mut self) -> Result<f64> {
+        let Some(mut grads) = self.pending.take() else {
+            return Err(candle_core::Error::Msg(
+                "no gradients to apply: accumulate a loss first".into(),
+            ));
+        };
         let norm = clip_grad_norm(&mut grads, &self.vars, self.max_grad_norm)?;
         self.optimizer.step(&grads)?;
         Ok(norm)

@@ -69,9 +69,49 @@ pub fn pack(sequences: &[Sequence<'_>], pad: u32, device: &Device) -> Result<Pac
     })
 }
 
+/// Splits `sorted` (items ascending by `len`) into consecutive runs whose
+/// padded size, rows times the longest row, stays within `tokens` (a row
+/// longer than that is a run of its own): the micro-batches of one step.
+///
+/// ```
+/// use monarch_rl::train::micro_batches;
+///
+/// let lens = [2, 3, 3, 4, 9];
+/// let runs: Vec<&[usize]> = micro_batches(&[0, 1, 2, 3, 4], 9, |i| lens[i]).collect();
+/// assert_eq!(runs, [&[0, 1, 2][..], &[3], &[4]]);
+/// ```
+pub fn micro_batches(
+    sorted: &[usize],
+    tokens: usize,
+    len: impl Fn(usize) -> usize,
+) -> impl Iterator<Item = &[usize]> {
+    let mut rest = sorted;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut take = 1;
+        while take < rest.len() && (take + 1) * len(rest[take]) <= tokens {
+            take += 1;
+        }
+        let (run, tail) = rest.split_at(take);
+        rest = tail;
+        Some(run)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn micro_batches_keep_their_padded_size_within_the_budget() {
+        let lens = [2usize, 3, 3, 4, 9, 20];
+        let order: Vec<usize> = (0..lens.len()).collect();
+        let runs: Vec<&[usize]> = micro_batches(&order, 9, |i| lens[i]).collect();
+        assert_eq!(runs, vec![&[0, 1, 2][..], &[3][..], &[4][..], &[5][..]]);
+        assert_eq!(micro_batches(&[], 9, |i| lens[i]).count(), 0);
+    }
 
     #[test]
     fn targets_are_shifted_and_padding_never_trains() {
