@@ -1,33 +1,16 @@
-//! Layer functions from differentiable candle operations (candle-nn's fused
-//! `rms_norm`, `rope` and `softmax_last_dim` have no backward pass).
+//! Layer functions from differentiable operations (candle-nn's fused
+//! `rms_norm`, `rope` and `softmax_last_dim` have no backward pass): the
+//! norm, the rotary embedding and the attention softmax are this crate's
+//! fused kernels with backward passes ([`super::kernels`]), the rest are
+//! candle operations.
 
-use candle_core::{DType, Device, Result, Tensor, D};
+use candle_core::{DType, Device, Result, Tensor};
 
-/// RMS normalisation of the last dimension, scaled by `weight`.
-pub(crate) fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
-    let mean_square = x.sqr()?.mean_keepdim(D::Minus1)?;
-    x.broadcast_div(&(mean_square + eps)?.sqrt()?)?
-        .broadcast_mul(weight)
-}
+pub(crate) use super::kernels::{attention_softmax, rms_norm, rope};
 
 /// SiLU, `x * sigmoid(x)`.
 pub(crate) fn silu(x: &Tensor) -> Result<Tensor> {
     x * candle_nn::ops::sigmoid(x)?
-}
-
-/// Softmax over the last dimension.
-pub(crate) fn softmax(x: &Tensor) -> Result<Tensor> {
-    candle_nn::ops::softmax(x, D::Minus1)
-}
-
-/// Rotary position embedding in the "rotate half" layout: `x` `(B, H, T, d)`,
-/// `cos` and `sin` `(B, 1, T, d)`.
-pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-    let half = x.dim(D::Minus1)? / 2;
-    let x1 = x.narrow(D::Minus1, 0, half)?;
-    let x2 = x.narrow(D::Minus1, half, half)?;
-    let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
-    x.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?
 }
 
 /// The rotary tables for `positions` positions of heads `dim` wide, `f32`
@@ -131,7 +114,8 @@ mod tests {
         let weight = Tensor::new(&[0.5f64, -1.5, 2.0, 1.0], &device).unwrap();
         check(|x| rms_norm(x, &weight, 1e-6), &[2, 3, 4]);
         check(silu, &[3, 4]);
-        check(softmax, &[2, 5]);
+        let bias = Tensor::new(&[[0.0f64, -1e9, 0.5, 0.0, -0.25]], &device).unwrap();
+        check(|x| attention_softmax(x, &bias, 0.7), &[1, 2, 1, 5]);
         let angles = Tensor::new(&[[0.3f64, 1.1, 0.3, 1.1], [2.0, -0.4, 2.0, -0.4]], &device)
             .unwrap()
             .reshape((1, 1, 2, 4))

@@ -7,7 +7,7 @@ use candle_core::{Device, Module, Result, Tensor};
 use candle_nn::{linear_b, linear_no_bias, Embedding, Linear, VarBuilder};
 use serde::Deserialize;
 
-use super::layers::{rms_norm, rope, rotary_at, rotary_tables, silu, softmax};
+use super::layers::{attention_softmax, rms_norm, rope, rotary_at, rotary_tables, silu};
 use super::{KvCache, LanguageModel, Step};
 
 /// The shape of a [`Llama`].
@@ -207,9 +207,13 @@ impl Llama {
             repeat_kv(&k, heads / kv_heads)?,
             repeat_kv(&v, heads / kv_heads)?,
         );
-        let scores = (q.contiguous()?.matmul(&k.t()?.contiguous()?)? / (head_dim as f64).sqrt())?
-            .broadcast_add(&step.bias.to_dtype(q.dtype())?)?;
-        let mixed = softmax(&scores)?.matmul(&v)?;
+        let scores = q.contiguous()?.matmul(&k.t()?.contiguous()?)?;
+        let weights = attention_softmax(
+            &scores,
+            &step.bias.to_dtype(q.dtype())?,
+            (head_dim as f64).powf(-0.5),
+        )?;
+        let mixed = weights.matmul(&v)?;
         block.o.forward(
             &mixed
                 .transpose(1, 2)?

@@ -7,6 +7,7 @@ mod cache;
 mod checkpoint;
 mod generate;
 mod hf_tokenizer;
+mod kernels;
 mod layers;
 mod llama;
 mod policy;

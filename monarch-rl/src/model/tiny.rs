@@ -10,7 +10,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 
-use super::layers::{rms_norm, rope, rotary_at, rotary_tables, silu, softmax};
+use super::layers::{attention_softmax, rms_norm, rope, rotary_at, rotary_tables, silu};
 use super::{KvCache, LanguageModel, Step};
 
 /// The RMS norms' epsilon.
@@ -227,9 +227,8 @@ impl TinyTransformer {
             Some((cache, layer)) => cache.append(layer, k, v)?,
             None => (k, v),
         };
-        let scores = (q.contiguous()?.matmul(&k.t()?.contiguous()?)? / (head_dim as f64).sqrt())?
-            .broadcast_add(&step.bias)?;
-        let weights = softmax(&scores)?;
+        let scores = q.contiguous()?.matmul(&k.t()?.contiguous()?)?;
+        let weights = attention_softmax(&scores, &step.bias, (head_dim as f64).powf(-0.5))?;
         let mixed = weights.matmul(&v)?;
         let merged = mixed
             .transpose(1, 2)?

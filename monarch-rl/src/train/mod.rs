@@ -2,10 +2,10 @@
 //! advantages, the policy-gradient losses, an AdamW step with global-norm
 //! gradient clipping, and the weights as one flat buffer.
 //!
-//! Only differentiable candle operations are used here: candle-nn's fused
-//! kernels (`softmax_last_dim`, `rms_norm`, `rope`, ...) have no backward
-//! pass and leave the parameters before them without a gradient, which the
-//! tests of this module would catch.
+//! Only differentiable operations are used here: candle-nn's fused kernels
+//! (`softmax_last_dim`, `rms_norm`, `rope`, ...) have no backward pass and
+//! leave the parameters before them without a gradient, which the tests of
+//! this module would catch.
 
 mod advantage;
 mod flat;
@@ -17,4 +17,4 @@ pub use advantage::{group_advantages, Advantages};
 pub use flat::{FlatError, FlatWeights, TensorLayout};
 pub use loss::{policy_loss, token_logprobs, Batch, LossConfig, LossStats, Objective};
 pub use optim::{clip_grad_norm, Trainer, TrainerConfig};
-pub use pack::{pack, Packed, Sequence};
+pub use pack::{micro_batches, pack, Packed, Sequence};
