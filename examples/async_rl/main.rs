@@ -20,6 +20,7 @@
 //! `--curve-every` steps, a few milliseconds, and scores the copies once
 //! both runs are over.
 
+mod cpu;
 mod plot;
 
 use std::path::{Path, PathBuf};
@@ -139,6 +140,8 @@ struct Run {
     report: LoopReport,
     after: Vec<SpecReport>,
     kept: Vec<(u64, f64)>,
+    /// The fraction of the machine's CPU time that was busy during the loop.
+    cpu_busy: Option<f64>,
 }
 
 /// A point of the held-out curve.
@@ -298,6 +301,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (keep, keeper) = keeper(evaluator.clone(), timeout);
         let bar = progress(mode, args.steps);
         let mut write_error = None;
+        let cpu_before = cpu::CpuTimes::now();
         let report = run_loop(&trainer, &pool, &config, |step: &StepMetrics| {
             show(&bar, step);
             if step.step % args.curve_every == 0 || step.step == args.steps {
@@ -311,6 +315,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         })
         .await?;
+        let cpu_busy = cpu_before
+            .zip(cpu::CpuTimes::now())
+            .map(|(before, after)| before.busy_until(&after));
         // The keeper ends once its sender is gone.
         drop(keep);
         bar.finish();
@@ -351,10 +358,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 dir.display()
             );
         }
+        if let Some(busy) = cpu_busy {
+            println!(
+                "{mode}: the machine's CPUs were {:.0}% busy during the loop ({} cores)",
+                busy * 100.0,
+                cores()
+            );
+        }
         runs.push(Run {
             report,
             after,
             kept,
+            cpu_busy,
         });
     }
 
@@ -448,6 +463,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "async / sync throughput: {:.2}x",
             async_.report.trajectories_per_second() / sync.report.trajectories_per_second()
         );
+        if let Some(busy) = sync.cpu_busy {
+            // Overlap only uses CPU time the sync loop left idle: the same
+            // work at 100% busy takes busy x the sync loop's time.
+            println!(
+                "the sync loop kept the {} cores {:.0}% busy: overlapping the same work can make it at most {:.2}x faster on this machine",
+                cores(),
+                busy * 100.0,
+                1.0 / busy.max(f64::EPSILON)
+            );
+        }
     }
     let series: Vec<plot::Series> = runs
         .iter()
@@ -545,6 +570,11 @@ fn write_curve(path: &Path, curves: &[Vec<CurvePoint>]) -> Result<(), Box<dyn st
         text.push('\n');
     }
     std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()).into())
+}
+
+/// The cores this process may run on.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// The median time of a memcpy of `bytes` between two buffers already
