@@ -465,9 +465,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         if let Some(busy) = sync.cpu_busy {
             // Overlap only uses CPU time the sync loop left idle: the same
-            // work at 100% busy takes busy x the sync loop's time.
+            // work at 100% busy takes busy x the sync loop's time. Busy time
+            // includes threads spin-waiting for work, so this is an estimate.
             println!(
-                "the sync loop kept the {} cores {:.0}% busy: overlapping the same work can make it at most {:.2}x faster on this machine",
+                "the sync loop kept the {} cores {:.0}% busy: overlapping the same work leaves room for about {:.2}x on this machine",
                 cores(),
                 busy * 100.0,
                 1.0 / busy.max(f64::EPSILON)

@@ -15,10 +15,12 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
+use monarch_rl::grpo::{train_step, GrpoConfig, Sample};
 use monarch_rl::model::{
     generate, GenerateOptions, LanguageModel, Sampler, SmolLM2, TextTokenizer, TinyConfig,
-    TinyTransformer, ZorplexTokenizer,
+    TinyTransformer, Trajectory, ZorplexTokenizer,
 };
+use monarch_rl::pretrain::{demonstrations, PretrainConfig};
 use monarch_rl::train::{
     pack, policy_loss, token_logprobs, Batch, LossConfig, Sequence, Trainer, TrainerConfig,
 };
@@ -61,6 +63,7 @@ fn main() {
         loaded,
         &limits,
     );
+    grpo_step(&model, &vars, &tokenizer);
 
     let path = SmolLM2::default_path();
     if path.exists() {
@@ -82,6 +85,59 @@ fn main() {
             path.display()
         );
     }
+}
+
+/// A GRPO step of the tiny model on 24 scripted episodes of every spec
+/// (lengths as RL sees them), trained in micro-batches within the default
+/// token budget against the same step in one batch padded to the longest
+/// episode: the peer is the step as it was before micro-batches.
+fn grpo_step(model: &TinyTransformer, vars: &VarMap, tokenizer: &ZorplexTokenizer) {
+    let warm_up = PretrainConfig {
+        episodes_per_kind: 16,
+        ..PretrainConfig::default()
+    };
+    let demos = futures::executor::block_on(demonstrations(&warm_up, tokenizer)).unwrap();
+    let samples: Vec<Sample> = demos
+        .iter()
+        .step_by(2)
+        .take(24)
+        .enumerate()
+        .map(|(i, demo)| Sample {
+            trajectory: Trajectory {
+                tokens: demo.tokens.clone(),
+                model_mask: demo.mask.clone(),
+                behaviour_logp: vec![-1.0; demo.tokens.len()],
+            },
+            // Alternating rewards, so that no group is dropped.
+            reward: (i % 2) as f64,
+            correct: i % 2 == 1,
+        })
+        .collect();
+    let tokens: usize = samples.iter().map(|s| s.trajectory.tokens.len()).sum();
+    let longest = samples
+        .iter()
+        .map(|s| s.trajectory.tokens.len())
+        .max()
+        .unwrap_or(0);
+    let mut trainer = Trainer::new(vars.all_vars(), TrainerConfig::default()).unwrap();
+    let mut seconds = |micro_batch_tokens: usize| {
+        let config = GrpoConfig {
+            micro_batch_tokens,
+            ..GrpoConfig::default()
+        };
+        1.0 / best_of(|| {
+            train_step(model, &mut trainer, &samples, &config).unwrap();
+            1
+        })
+    };
+    let budget = GrpoConfig::default().micro_batch_tokens;
+    let micro = seconds(budget);
+    let whole = seconds(usize::MAX);
+    println!(
+        "tiny GRPO step, {} episodes ({tokens} tokens, longest {longest}): one padded batch {whole:.3} s, micro-batches of {budget} tokens {micro:.3} s ({:.2}x faster)",
+        samples.len(),
+        whole / micro
+    );
 }
 
 /// This machine's limits, measured in this run.

@@ -91,7 +91,7 @@ pub fn micro_batches(
             return None;
         }
         let mut take = 1;
-        while take < rest.len() && (take + 1) * len(rest[take]) <= tokens {
+        while take < rest.len() && (take + 1).saturating_mul(len(rest[take])) <= tokens {
             take += 1;
         }
         let (run, tail) = rest.split_at(take);
