@@ -7,7 +7,9 @@
 //! AdamW with global-norm clipping, weights as one flat buffer) and [`model`]
 //! the models, on candle (chosen over burn: it loads GGUF and safetensors
 //! weights directly, and its gaps, fused kernels without a backward pass, are
-//! avoided by building from its differentiable operations): a tiny
+//! closed by CPU kernels of ours with backward passes for the norm, the
+//! rotary embedding and the attention softmax, and by its differentiable
+//! operations elsewhere): a tiny
 //! transformer trained from scratch, SmolLM2 from its GGUF and Qwen2 from a
 //! Hugging Face directory, with batched generation over a key-value cache
 //! and a [`model::ModelPolicy`] that plays Zorplex and records what it

@@ -1,5 +1,7 @@
 //! Trainable policy models on candle, built from differentiable operations
-//! only (see [`crate::train`] for why), with batched generation over a
+//! only (see [`crate::train`] for why; the norm, rotary embedding and
+//! attention softmax are fused CPU kernels with backward passes of their
+//! own), with batched generation over a
 //! key-value cache and a [`Policy`](crate::zorplex::Policy) that records
 //! what it sampled for training.
 
