@@ -165,20 +165,15 @@ fn softmax_forward<T: Float + Send + Sync>(
     rows: RowsOf,
     scale: f64,
 ) -> Vec<T> {
-    let mut out = vec![T::zero(); scores.len()];
-    out.par_chunks_mut(keys)
-        .zip(scores.par_chunks(keys))
-        .enumerate()
-        .for_each(|(row, (out, scores))| {
-            let b = if rows.bias_batch == 1 {
-                0
-            } else {
-                row / (rows.heads * rows.len)
-            };
-            let at = (b * rows.len + row % rows.len) * keys;
-            softmax_row(out, scores, &bias[at..at + keys], scale);
-        });
-    out
+    by_rows(scores.len(), keys, |row, out| {
+        let b = if rows.bias_batch == 1 {
+            0
+        } else {
+            row / (rows.heads * rows.len)
+        };
+        let at = (b * rows.len + row % rows.len) * keys;
+        softmax_row(out, row_of(scores, row, keys), &bias[at..at + keys], scale);
+    })
 }
 
 /// `out = softmax(scores * scale + bias)`, one row.
@@ -227,16 +222,13 @@ impl CustomOp2 for SoftmaxGrad {
 
 fn softmax_backward<T: Float + Send + Sync>(y: &[T], g: &[T], keys: usize, scale: f64) -> Vec<T> {
     let scale = T::from(scale).expect("a float dtype holds the scale");
-    let mut out = vec![T::zero(); y.len()];
-    out.par_chunks_mut(keys)
-        .zip(y.par_chunks(keys).zip(g.par_chunks(keys)))
-        .for_each(|(out, (y, g))| {
-            let dot = y.iter().zip(g).fold(T::zero(), |acc, (&y, &g)| acc + y * g);
-            for ((o, &y), &g) in out.iter_mut().zip(y).zip(g) {
-                *o = scale * y * (g - dot);
-            }
-        });
-    out
+    by_rows(y.len(), keys, |row, out| {
+        let (y, g) = (row_of(y, row, keys), row_of(g, row, keys));
+        let dot = y.iter().zip(g).fold(T::zero(), |acc, (&y, &g)| acc + y * g);
+        for ((o, &y), &g) in out.iter_mut().zip(y).zip(g) {
+            *o = scale * y * (g - dot);
+        }
+    })
 }
 
 /// Rotates `x` by the angles of `cos` and `sin`, or applies that linear
@@ -303,25 +295,22 @@ fn rope_rows<T: Float + Send + Sync>(
     transpose: bool,
 ) -> Vec<T> {
     let half = dim / 2;
-    let mut out = vec![T::zero(); x.len()];
-    out.par_chunks_mut(dim)
-        .zip(x.par_chunks(dim))
-        .enumerate()
-        .for_each(|(row, (out, x))| {
-            let at = ((row / (heads * len)) * len + row % len) * dim;
-            let (cos, sin) = (&cos[at..at + dim], &sin[at..at + dim]);
-            for i in 0..half {
-                let (a, b) = (x[i], x[i + half]);
-                if transpose {
-                    out[i] = a * cos[i] + b * sin[i + half];
-                    out[i + half] = b * cos[i + half] - a * sin[i];
-                } else {
-                    out[i] = a * cos[i] - b * sin[i];
-                    out[i + half] = b * cos[i + half] + a * sin[i + half];
-                }
+    by_rows(x.len(), dim, |row, out| {
+        let x = row_of(x, row, dim);
+        // The tables have a row per batch element and position.
+        let table_row = (row / (heads * len)) * len + row % len;
+        let (cos, sin) = (row_of(cos, table_row, dim), row_of(sin, table_row, dim));
+        for i in 0..half {
+            let (a, b) = (x[i], x[i + half]);
+            if transpose {
+                out[i] = a * cos[i] + b * sin[i + half];
+                out[i + half] = b * cos[i + half] - a * sin[i];
+            } else {
+                out[i] = a * cos[i] - b * sin[i];
+                out[i + half] = b * cos[i + half] + a * sin[i + half];
             }
-        });
-    out
+        }
+    })
 }
 
 /// `x / rms(x) * weight` over the last dimension.
@@ -374,16 +363,13 @@ impl CustomOp2 for RmsNorm {
 
 fn rms_norm_forward<T: Float + Send + Sync>(x: &[T], weight: &[T], eps: f64) -> Vec<T> {
     let dim = weight.len();
-    let mut out = vec![T::zero(); x.len()];
-    out.par_chunks_mut(dim)
-        .zip(x.par_chunks(dim))
-        .for_each(|(out, x)| {
-            let r = inverse_rms(x, eps);
-            for ((o, &x), &w) in out.iter_mut().zip(x).zip(weight) {
-                *o = x * r * w;
-            }
-        });
-    out
+    by_rows(x.len(), dim, |row, out| {
+        let x = row_of(x, row, dim);
+        let r = inverse_rms(x, eps);
+        for ((o, &x), &w) in out.iter_mut().zip(x).zip(weight) {
+            *o = x * r * w;
+        }
+    })
 }
 
 /// The gradient of [`RmsNorm`] in `x`, from `x`, the weight and the
@@ -416,22 +402,38 @@ impl CustomOp3 for RmsNormGrad {
 fn rms_norm_backward<T: Float + Send + Sync>(x: &[T], weight: &[T], g: &[T], eps: f64) -> Vec<T> {
     let dim = weight.len();
     let n = T::from(dim).expect("a float dtype holds the width");
-    let mut out = vec![T::zero(); x.len()];
-    out.par_chunks_mut(dim)
-        .zip(x.par_chunks(dim).zip(g.par_chunks(dim)))
-        .for_each(|(out, (x, g))| {
-            let r = inverse_rms(x, eps);
-            let mean = x
-                .iter()
-                .zip(g)
-                .zip(weight)
-                .fold(T::zero(), |acc, ((&x, &g), &w)| acc + g * w * x)
-                / n;
-            for (((o, &x), &g), &w) in out.iter_mut().zip(x).zip(g).zip(weight) {
-                *o = r * (g * w - x * r * r * mean);
-            }
-        });
+    by_rows(x.len(), dim, |row, out| {
+        let (x, g) = (row_of(x, row, dim), row_of(g, row, dim));
+        let r = inverse_rms(x, eps);
+        let mean = x
+            .iter()
+            .zip(g)
+            .zip(weight)
+            .fold(T::zero(), |acc, ((&x, &g), &w)| acc + g * w * x)
+            / n;
+        for (((o, &x), &g), &w) in out.iter_mut().zip(x).zip(g).zip(weight) {
+            *o = r * (g * w - x * r * r * mean);
+        }
+    })
+}
+
+/// A new buffer of `len` values computed in rows `width` wide, in parallel:
+/// `fill(row, out)` writes row `row`.
+fn by_rows<T: Float + Send + Sync>(
+    len: usize,
+    width: usize,
+    fill: impl Fn(usize, &mut [T]) + Sync,
+) -> Vec<T> {
+    let mut out = vec![T::zero(); len];
+    out.par_chunks_mut(width)
+        .enumerate()
+        .for_each(|(row, out)| fill(row, out));
     out
+}
+
+/// Row `row` of `values`, rows `width` wide.
+fn row_of<T>(values: &[T], row: usize, width: usize) -> &[T] {
+    &values[row * width..(row + 1) * width]
 }
 
 /// `1 / sqrt(mean(x^2) + eps)` of one row.
