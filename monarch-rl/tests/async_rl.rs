@@ -368,6 +368,19 @@ async fn starts_from_a_checkpoint() -> Result<(), Failed> {
         said.contains("the checkpoint holds") && said.contains("warm"),
         &format!("another model's checkpoint is refused by name: {said}"),
     )?;
+    // The model is compared before the weights are read: a checkpoint
+    // without its weights is refused for its model, not for the file.
+    let no_weights = scratch.join("no-weights");
+    std::fs::create_dir_all(&no_weights).map_err(|e| e.to_string())?;
+    for file in ["model.json", "tokenizer.json", "layout.json"] {
+        std::fs::copy(warm.join(file), no_weights.join(file)).map_err(|e| e.to_string())?;
+    }
+    let refused = mismatched.load(no_weights).call_one().await;
+    let said = format!("{:?}", refused.err());
+    check(
+        said.contains("the checkpoint holds") && !said.contains("weights.bin"),
+        &format!("the model is refused before the weights are read: {said}"),
+    )?;
     other_procs.stop().await;
     procs.stop().await;
     let _ = std::fs::remove_dir_all(&scratch);

@@ -14,8 +14,8 @@ use super::generator::cpu_bound;
 use super::weights::WeightSource;
 use crate::grpo::{train_step, GrpoConfig, Sample, StepReport};
 use crate::model::{
-    read_checkpoint, save_checkpoint, AnyModel, AnyTokenizer, CheckpointError, CheckpointInfo,
-    ModelError, ModelSpec, TextTokenizer,
+    read_checkpoint_info, read_checkpoint_weights, save_checkpoint, AnyModel, AnyTokenizer,
+    CheckpointError, CheckpointInfo, ModelError, ModelSpec, TextTokenizer,
 };
 use crate::pretrain::{demonstrations, pretrain, PretrainConfig, PretrainReport};
 use crate::replay::Group;
@@ -195,7 +195,8 @@ impl PolicyTrainer {
     #[endpoint]
     async fn load(&mut self, dir: PathBuf) -> Result<(CheckpointInfo, u64), TrainerError> {
         let loaded = cpu_bound(async {
-            let (weights, info) = read_checkpoint(&dir)?;
+            // The model is compared before the weights are read.
+            let info = read_checkpoint_info(&dir)?;
             if info.model != self.spec {
                 return Err(TrainerError::OtherModel {
                     dir,
@@ -203,6 +204,7 @@ impl PolicyTrainer {
                     trainer: Box::new(self.spec.clone()),
                 });
             }
+            let weights = read_checkpoint_weights(&dir)?;
             weights.import(&self.vars.data().lock().expect("var map lock"))?;
             let version = self.ring.publish(&weights.bytes)?;
             self.warm = weights;

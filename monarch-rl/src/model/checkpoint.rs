@@ -142,17 +142,31 @@ pub fn load_checkpoint(
 /// `model.json` says, without building the model (a tiny transformer's
 /// tokenizer is checked against this build's).
 pub fn read_checkpoint(dir: &Path) -> Result<(FlatWeights, CheckpointInfo), CheckpointError> {
+    let info = read_checkpoint_info(dir)?;
+    Ok((read_checkpoint_weights(dir)?, info))
+}
+
+/// What `model.json` of the checkpoint in `dir` says, without reading its
+/// weights (a tiny transformer's tokenizer is checked against this
+/// build's): enough to refuse a checkpoint of another model cheaply.
+pub fn read_checkpoint_info(dir: &Path) -> Result<CheckpointInfo, CheckpointError> {
     let info: CheckpointInfo = read_json(&dir.join("model.json"))?;
     if let ModelSpec::Tiny { .. } = info.model {
         check_tokenizer(&dir.join("tokenizer.json"))?;
     }
+    Ok(info)
+}
+
+/// The weights of the checkpoint in `dir` as one flat buffer, unchecked
+/// against any model (see [`read_checkpoint_info`]).
+pub fn read_checkpoint_weights(dir: &Path) -> Result<FlatWeights, CheckpointError> {
     let layout: Vec<TensorLayout> = read_json(&dir.join("layout.json"))?;
     let weights_path = dir.join("weights.bin");
     let bytes = std::fs::read(&weights_path).map_err(|error| CheckpointError::Io {
         path: weights_path,
         error,
     })?;
-    Ok((FlatWeights { layout, bytes }, info))
+    Ok(FlatWeights { layout, bytes })
 }
 
 /// The checkpoint in `dir` as a Zorplex [`Policy`](crate::zorplex::Policy)

@@ -23,7 +23,8 @@ use candle_core::{Device, Result, Tensor};
 
 pub use cache::{KvCache, Step};
 pub use checkpoint::{
-    load_checkpoint, load_policy, read_checkpoint, save_checkpoint, CheckpointError, CheckpointInfo,
+    load_checkpoint, load_policy, read_checkpoint, read_checkpoint_info, read_checkpoint_weights,
+    save_checkpoint, CheckpointError, CheckpointInfo,
 };
 pub use generate::{continue_cached, generate, Finish, GenerateOptions, Generated, Sampler};
 pub use hf_tokenizer::HfTokenizer;
