@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{LanguageModel, ModelError, ModelPolicy, TextTokenizer, Trajectory};
 use crate::train::{
-    group_advantages, micro_batches, pack, policy_loss, Batch, LossConfig, LossStats, Sequence,
-    Trainer, TrainerConfig,
+    group_advantages, micro_batches, pack, policy_loss, trained_targets, Batch, LossConfig,
+    LossStats, Sequence, Trainer, TrainerConfig,
 };
 use crate::zorplex::{run_episode, EpisodeConfig, SpecKind, TaskSpec};
 
@@ -181,13 +181,9 @@ pub fn train_step(
     // share of the trained tokens, so their gradients sum to the batch's.
     let mut by_length = kept.clone();
     by_length.sort_by_key(|&i| samples[i].trajectory.tokens.len());
-    let trained_tokens = |i: usize| {
-        let mask = &samples[i].trajectory.model_mask;
-        mask.iter().skip(1).filter(|&&m| m).count()
-    };
     let total_tokens = by_length
         .iter()
-        .map(|&i| trained_tokens(i))
+        .map(|&i| trained_targets(&samples[i].trajectory.model_mask))
         .sum::<usize>()
         .max(1);
     let mut parts = Vec::new();

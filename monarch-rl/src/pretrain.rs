@@ -12,7 +12,9 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use crate::model::{LanguageModel, ModelError, TextTokenizer};
-use crate::train::{micro_batches, pack, token_logprobs, Sequence, Trainer, TrainerConfig};
+use crate::train::{
+    micro_batches, pack, token_logprobs, trained_targets, Sequence, Trainer, TrainerConfig,
+};
 use crate::zorplex::{run_episode, EpisodeConfig, Noise, NoisyPolicy, SpecKind, TaskSpec};
 
 /// How to warm a model up.
@@ -153,13 +155,15 @@ pub fn pretrain(
         if batches.is_empty() {
             batches = length_bucketed_batches(&fits, batch_size, &mut rng);
         }
-        let mut indices = batches.pop().expect("refilled above");
-        indices.sort_by_key(|&i| fits[i].tokens.len());
+        let indices = batches.pop().expect("refilled above");
         trainer.set_learning_rate(config.lr * schedule(step, config.steps));
         // The batch's mean over its trained tokens, computed in parts that
         // each stay within the token budget.
-        let trained = |i: usize| fits[i].mask.iter().skip(1).filter(|&&m| m).count();
-        let total = indices.iter().map(|&i| trained(i)).sum::<usize>().max(1) as f64;
+        let total = indices
+            .iter()
+            .map(|&i| trained_targets(&fits[i].mask))
+            .sum::<usize>()
+            .max(1) as f64;
         let mut loss_sum = 0.0;
         for micro in micro_batches(&indices, MICRO_BATCH_TOKENS, |i| fits[i].tokens.len()) {
             let batch: Vec<Sequence<'_>> = micro
@@ -208,7 +212,8 @@ fn schedule(step: usize, steps: usize) -> f64 {
 }
 
 /// One epoch of batches, each of demonstrations of similar length (so
-/// little of a batch is padding), in random order.
+/// little of a batch is padding) and sorted by length, as
+/// [`micro_batches`] takes them; the batches in random order.
 fn length_bucketed_batches(
     demos: &[&Demonstration],
     batch_size: usize,

@@ -69,6 +69,12 @@ pub fn pack(sequences: &[Sequence<'_>], pad: u32, device: &Device) -> Result<Pac
     })
 }
 
+/// How many of a sequence's targets train under `mask` (its tokens' mask):
+/// the targets are the tokens after the first, as [`pack`] shifts them.
+pub fn trained_targets(mask: &[bool]) -> usize {
+    mask.iter().skip(1).filter(|&&m| m).count()
+}
+
 /// Splits `sorted` (items ascending by `len`) into consecutive runs whose
 /// padded size, rows times the longest row, stays within `tokens` (a row
 /// longer than that is a run of its own): the micro-batches of one step.
@@ -111,6 +117,14 @@ mod tests {
         let runs: Vec<&[usize]> = micro_batches(&order, 9, |i| lens[i]).collect();
         assert_eq!(runs, vec![&[0, 1, 2][..], &[3][..], &[4][..], &[5][..]]);
         assert_eq!(micro_batches(&[], 9, |i| lens[i]).count(), 0);
+    }
+
+    /// The first token is never a target, so its mask does not count.
+    #[test]
+    fn trained_targets_skip_the_first_token() {
+        assert_eq!(trained_targets(&[true, false, true, true]), 2);
+        assert_eq!(trained_targets(&[true]), 0);
+        assert_eq!(trained_targets(&[]), 0);
     }
 
     #[test]
