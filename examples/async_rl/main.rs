@@ -140,8 +140,8 @@ struct Run {
     report: LoopReport,
     after: Vec<SpecReport>,
     kept: Vec<(u64, f64)>,
-    /// The fraction of the machine's CPU time that was busy during the loop.
-    cpu_busy: Option<f64>,
+    /// How busy the machine's CPUs were during the loop.
+    cpu_busy: Option<cpu::CpuBusy>,
 }
 
 /// A point of the held-out curve.
@@ -361,8 +361,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if let Some(busy) = cpu_busy {
             println!(
                 "{mode}: the machine's CPUs were {:.0}% busy during the loop ({} cores)",
-                busy * 100.0,
-                cores()
+                busy.fraction * 100.0,
+                busy.cpus
             );
         }
         runs.push(Run {
@@ -469,9 +469,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             // includes threads spin-waiting for work, so this is an estimate.
             println!(
                 "the sync loop kept the {} cores {:.0}% busy: overlapping the same work leaves room for about {:.2}x on this machine",
-                cores(),
-                busy * 100.0,
-                1.0 / busy.max(f64::EPSILON)
+                busy.cpus,
+                busy.fraction * 100.0,
+                1.0 / busy.fraction.max(f64::EPSILON)
             );
         }
     }
@@ -571,11 +571,6 @@ fn write_curve(path: &Path, curves: &[Vec<CurvePoint>]) -> Result<(), Box<dyn st
         text.push('\n');
     }
     std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()).into())
-}
-
-/// The cores this process may run on.
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// The median time of a memcpy of `bytes` between two buffers already
