@@ -73,6 +73,10 @@ struct Args {
     /// Learning rate of the RL steps.
     #[arg(long, default_value_t = 3e-4)]
     lr: f64,
+    /// Weight of the KL penalty that anchors the policy to the model RL
+    /// starts from (0: none).
+    #[arg(long, default_value_t = 0.0)]
+    kl_coef: f64,
     /// Seeds the model, the warm-up and the training tasks.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -83,6 +87,9 @@ struct Args {
     /// The warm-up's peak learning rate.
     #[arg(long, default_value_t = WarmUp::default().lr)]
     warm_up_lr: f64,
+    /// Scripted demonstrations per spec the warm-up learns from.
+    #[arg(long, default_value_t = WarmUp::default().episodes_per_kind)]
+    warm_up_episodes: usize,
     /// First seed of the held-out evaluation tasks.
     #[arg(long, default_value_t = 10_000)]
     eval_seed: i64,
@@ -209,6 +216,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 normalize_std: args.normalize_std,
                 lr: args.lr,
                 max_policy_age: args.max_policy_age,
+                kl_coef: args.kl_coef,
             },
         )
         .await?;
@@ -228,10 +236,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("warming up ({warm_up_steps} steps)...");
         let (warm_report, _) = trainer
             .warm_up(WarmUp {
+                episodes_per_kind: args.warm_up_episodes,
                 steps: warm_up_steps,
                 lr: args.warm_up_lr,
                 seed: args.seed,
-                ..WarmUp::default()
             })
             .timeout(Duration::from_secs(3600))
             .call_one()

@@ -90,7 +90,9 @@ fn main() {
 /// A GRPO step of the tiny model on 24 scripted episodes of every spec
 /// (lengths as RL sees them), trained in micro-batches within the default
 /// token budget against the same step in one batch padded to the longest
-/// episode: the peer is the step as it was before micro-batches.
+/// episode: the peer is the step as it was before micro-batches. Then the
+/// step with a KL penalty, whose frozen reference model runs forward on
+/// every micro-batch too, against the step without one.
 fn grpo_step(model: &TinyTransformer, vars: &VarMap, tokenizer: &ZorplexTokenizer) {
     let warm_up = PretrainConfig {
         episodes_per_kind: 16,
@@ -120,23 +122,31 @@ fn grpo_step(model: &TinyTransformer, vars: &VarMap, tokenizer: &ZorplexTokenize
         .max()
         .unwrap_or(0);
     let mut trainer = Trainer::new(vars.all_vars(), TrainerConfig::default()).unwrap();
-    let mut seconds = |micro_batch_tokens: usize| {
+    let (_, reference) = TinyTransformer::seeded(*model.config(), 1, &Device::Cpu).unwrap();
+    let mut seconds = |micro_batch_tokens: usize, kl_coef: f64| {
         let config = GrpoConfig {
             micro_batch_tokens,
+            loss: LossConfig {
+                kl_coef,
+                ..LossConfig::default()
+            },
             ..GrpoConfig::default()
         };
+        let reference = (kl_coef > 0.0).then_some(&reference as &dyn LanguageModel);
         1.0 / best_of(|| {
-            train_step(model, &mut trainer, &samples, &config).unwrap();
+            train_step(model, reference, &mut trainer, &samples, &config).unwrap();
             1
         })
     };
     let budget = GrpoConfig::default().micro_batch_tokens;
-    let micro = seconds(budget);
-    let whole = seconds(usize::MAX);
+    let micro = seconds(budget, 0.0);
+    let whole = seconds(usize::MAX, 0.0);
+    let with_kl = seconds(budget, 0.2);
     println!(
-        "tiny GRPO step, {} episodes ({tokens} tokens, longest {longest}): one padded batch {whole:.3} s, micro-batches of {budget} tokens {micro:.3} s ({:.2}x faster)",
+        "tiny GRPO step, {} episodes ({tokens} tokens, longest {longest}): one padded batch {whole:.3} s, micro-batches of {budget} tokens {micro:.3} s ({:.2}x faster); with a KL penalty {with_kl:.3} s ({:.2}x the step without)",
         samples.len(),
-        whole / micro
+        whole / micro,
+        with_kl / micro
     );
 }
 
@@ -230,6 +240,7 @@ fn report(
                 mask: &packed.mask,
                 behaviour_logp: &behaviour,
                 advantages: &advantages,
+                reference_logp: None,
             };
             let (loss, _) = policy_loss(&batch, &LossConfig::default()).unwrap();
             trainer.step(&loss).unwrap();

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{LanguageModel, ModelError, ModelPolicy, TextTokenizer, Trajectory};
 use crate::train::{
-    group_advantages, micro_batches, pack, policy_loss, trained_targets, Batch, LossConfig,
-    LossStats, Sequence, Trainer, TrainerConfig,
+    group_advantages, micro_batches, pack, policy_loss, token_logprobs, trained_targets, Batch,
+    LossConfig, LossStats, Sequence, Trainer, TrainerConfig,
 };
 use crate::zorplex::{run_episode, EpisodeConfig, SpecKind, TaskSpec};
 
@@ -81,6 +81,9 @@ pub struct StepReport {
     pub clip_fraction: f64,
     /// The gradient norm before clipping.
     pub grad_norm: f64,
+    /// The mean KL estimate to the reference policy over trained tokens (0
+    /// without a reference).
+    pub kl: f64,
     /// Wall time of the step, in seconds.
     pub seconds: f64,
 }
@@ -97,10 +100,13 @@ pub struct Sample {
 }
 
 /// Runs `config.steps` GRPO steps on `policy`'s model, whose weights are
-/// `vars`; calls `on_step` after each.
+/// `vars`; calls `on_step` after each. `reference`, a frozen copy of the
+/// starting model, anchors the policy when the loss has a KL penalty (see
+/// [`train_step`]).
 pub async fn train_grpo<M: LanguageModel, T: TextTokenizer>(
     policy: &mut ModelPolicy<M, T>,
     vars: &VarMap,
+    reference: Option<&dyn LanguageModel>,
     config: &GrpoConfig,
     mut on_step: impl FnMut(&StepReport),
 ) -> Result<Vec<StepReport>, ModelError> {
@@ -131,7 +137,7 @@ pub async fn train_grpo<M: LanguageModel, T: TextTokenizer>(
             }
             group_index += 1;
         }
-        let mut report = train_step(policy.model(), &mut trainer, &samples, config)?;
+        let mut report = train_step(policy.model(), reference, &mut trainer, &samples, config)?;
         report.step = step;
         report.seconds = started.elapsed().as_secs_f64();
         on_step(&report);
@@ -148,8 +154,14 @@ pub(crate) fn task_seed(seed: u64, index: u64) -> i64 {
 
 /// One policy-gradient step on `samples` (consecutive groups of
 /// `config.group_size`).
+///
+/// With a `reference` model (frozen, of the same tokenizer) each part also
+/// runs through it, for the KL penalty of [`LossConfig::kl_coef`] and the
+/// report's [`kl`](StepReport::kl); a positive `kl_coef` without one is an
+/// error.
 pub fn train_step(
     model: &dyn LanguageModel,
+    reference: Option<&dyn LanguageModel>,
     trainer: &mut Trainer,
     samples: &[Sample],
     config: &GrpoConfig,
@@ -168,6 +180,7 @@ pub fn train_step(
         mean_ratio: 0.0,
         clip_fraction: 0.0,
         grad_norm: 0.0,
+        kl: 0.0,
         seconds: 0.0,
     };
     let kept: Vec<usize> = (0..samples.len())
@@ -205,12 +218,19 @@ pub fn train_step(
         let packed = pack(&sequences, 0, model.device())?;
         let logits = model.forward(&packed.inputs)?;
         let advantages = candle_core::Tensor::new(values.as_slice(), model.device())?;
+        let reference_logp = match reference {
+            Some(reference) => {
+                Some(token_logprobs(&reference.forward(&packed.inputs)?, &packed.targets)?.detach())
+            }
+            None => None,
+        };
         let batch = Batch {
             logits: &logits,
             targets: &packed.targets,
             mask: &packed.mask,
             behaviour_logp: &packed.behaviour_logp,
             advantages: &advantages,
+            reference_logp: reference_logp.as_ref(),
         };
         let (loss, stats) = policy_loss(&batch, &config.loss)?;
         trainer.accumulate(&(loss * (stats.tokens / total_tokens as f64))?)?;
@@ -222,6 +242,7 @@ pub fn train_step(
     report.loss = stats.loss;
     report.mean_ratio = stats.mean_ratio;
     report.clip_fraction = stats.clip_fraction;
+    report.kl = stats.kl;
     Ok(report)
 }
 
@@ -276,7 +297,7 @@ mod tests {
                 micro_batch_tokens,
                 ..GrpoConfig::default()
             };
-            train_step(&model, &mut trainer, &samples, &grpo).unwrap()
+            train_step(&model, None, &mut trainer, &samples, &grpo).unwrap()
         };
         let whole = step(1 << 20);
         let parts = step(8);
@@ -289,5 +310,43 @@ mod tests {
             assert!((a - b).abs() <= 1e-5 * a.abs().max(1e-3), "{a} vs {b}");
         }
         assert!(whole.grad_norm > 0.0);
+    }
+
+    /// A frozen copy of the starting model is at zero KL; another model is
+    /// not, and a penalty without a reference is an error.
+    #[test]
+    fn the_kl_to_a_reference_is_reported_and_penalised() {
+        let device = Device::Cpu;
+        let samples = vec![sample(&[1, 2, 3, 4], 1.0), sample(&[4, 5, 6, 7, 8], 0.0)];
+        let config = TinyConfig {
+            vocab: 11,
+            dim: 16,
+            layers: 2,
+            heads: 2,
+            ffn: 24,
+            max_len: 16,
+        };
+        let grpo = GrpoConfig {
+            group_size: 2,
+            loss: LossConfig {
+                kl_coef: 0.1,
+                ..LossConfig::default()
+            },
+            ..GrpoConfig::default()
+        };
+        let step = |reference_seed: Option<u64>| {
+            let (vars, model) = TinyTransformer::seeded(config, 3, &device).unwrap();
+            let reference = reference_seed
+                .map(|seed| TinyTransformer::seeded(config, seed, &device).unwrap().1);
+            let mut trainer = Trainer::new(vars.all_vars(), TrainerConfig::default()).unwrap();
+            let reference = reference.as_ref().map(|r| r as &dyn LanguageModel);
+            train_step(&model, reference, &mut trainer, &samples, &grpo)
+        };
+        let same = step(Some(3)).unwrap();
+        assert!(same.kl.abs() < 1e-6, "{same:?}");
+        let other = step(Some(4)).unwrap();
+        assert!(other.kl > 0.01, "{other:?}");
+        assert!(other.loss > same.loss, "{same:?} {other:?}");
+        assert!(step(None).is_err());
     }
 }

@@ -17,8 +17,11 @@ use monarch_rl::async_rl::{
     run_loop, spawn_generators, GeneratorParams, GeneratorPool, GroupRequest, LoopConfig,
     LoopReport, Mode, PolicyTrainer, PoolEvent, TrainerParams, WarmUp,
 };
-use monarch_rl::model::{ModelSpec, SmolLM2, TextTokenizer, TinyConfig, ZorplexTokenizer};
-use monarch_rl::zorplex::{EpisodeConfig, Sampling, SpecKind};
+use monarch_rl::model::{
+    ModelSpec, SmolLM2, TextTokenizer, TinyConfig, Trajectory, ZorplexTokenizer,
+};
+use monarch_rl::replay::{Group, TrajectoryRecord};
+use monarch_rl::zorplex::{EpisodeConfig, FailureMode, Sampling, SpecKind};
 
 /// Every scenario is bounded by this.
 const LIMIT: Duration = Duration::from_secs(300);
@@ -87,6 +90,31 @@ fn loop_config(mode: Mode) -> LoopConfig {
     }
 }
 
+/// A group of four made-up trajectories played by `version`, two of them
+/// rewarded, so that a step trains on all four.
+fn made_up_group(version: u64) -> Group {
+    let members = (0..4)
+        .map(|i| TrajectoryRecord {
+            trajectory: Trajectory {
+                tokens: vec![5, 9, 12 + i, 7, 30, 8],
+                model_mask: vec![false, false, true, true, true, true],
+                behaviour_logp: vec![0.0, 0.0, -4.0, -4.0, -4.0, -4.0],
+            },
+            reward: f64::from(i % 2),
+            correct: i % 2 == 1,
+            turns: 1,
+            tool_calls: 0,
+            failure_mode: FailureMode::WrongAnswer,
+            generator: 0,
+            policy_version: version,
+        })
+        .collect();
+    Group {
+        task_seed: 0,
+        members,
+    }
+}
+
 /// A trainer process and `generators` generator processes.
 async fn start(
     generators: usize,
@@ -102,6 +130,7 @@ async fn start(
         normalize_std: false,
         lr: 1e-3,
         max_policy_age: 1,
+        kl_coef: 0.05,
     };
     let trainer = trainer_procs
         .spawn::<PolicyTrainer>("trainer", params)
@@ -182,11 +211,19 @@ fn check_run(report: &LoopReport, config: &LoopConfig, first: u64) -> Result<(),
 
 async fn both_modes() -> Result<(), Failed> {
     let (procs, trainer, pool) = start(2).await?;
+    let mut kls = Vec::new();
     for mode in [Mode::Sync, Mode::Async] {
         let config = loop_config(mode);
         let first = trainer.version().call_one().await?;
         let report = run_loop(&trainer, &pool, &config, |_| {}).await?;
         check_run(&report, &config, first)?;
+        kls.extend(
+            report
+                .steps
+                .iter()
+                .filter(|s| s.train.step.trained > 0)
+                .map(|s| s.train.step.kl),
+        );
         check(report.events.is_empty(), "no generator failed")?;
         if mode == Mode::Sync {
             // In sync mode every group is played with the newest weights.
@@ -212,6 +249,12 @@ async fn both_modes() -> Result<(), Failed> {
             )?;
         }
     }
+    // The KL penalty anchors to the warm model: nothing before the first
+    // trained step moved the weights away from it, every later step has.
+    check(
+        kls.first().is_none_or(|kl| kl.abs() < 1e-6) && kls.iter().skip(1).all(|&kl| kl > 0.0),
+        &format!("the KL to the warm model over the trained steps: {kls:?}"),
+    )?;
     pool.stop().await;
     procs.stop().await;
     Ok(())
@@ -335,6 +378,7 @@ async fn starts_from_a_checkpoint() -> Result<(), Failed> {
         normalize_std: false,
         lr: 1e-3,
         max_policy_age: 1,
+        kl_coef: 0.1,
     };
     let other = other_procs
         .spawn::<PolicyTrainer>("other", params(model()))
@@ -351,6 +395,20 @@ async fn starts_from_a_checkpoint() -> Result<(), Failed> {
     check(
         bytes(&warm)? == bytes(&again)?,
         "the loaded weights are the saved ones",
+    )?;
+    // The KL penalty anchors to the loaded policy, not to the trainer's
+    // own initial weights: zero at the first step, positive after it.
+    let first = other.train(vec![made_up_group(version)]).call_one().await?;
+    let second = other
+        .train(vec![made_up_group(first.version)])
+        .call_one()
+        .await?;
+    check(
+        first.step.trained == 4 && first.step.kl.abs() < 1e-6 && second.step.kl > 0.0,
+        &format!(
+            "the KL to the loaded policy: {:?} then {:?}",
+            first.step, second.step
+        ),
     )?;
 
     let ModelSpec::Tiny { config } = model() else {
@@ -433,6 +491,7 @@ async fn pretrained(model: ModelSpec, version_bytes: u64) -> Result<(), Failed> 
                 normalize_std: false,
                 lr: 1e-5,
                 max_policy_age: 1,
+                kl_coef: 0.0,
             },
         )
         .await?;

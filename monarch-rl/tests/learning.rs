@@ -96,7 +96,7 @@ async fn warm_up_lands_in_the_band_and_grpo_raises_accuracy() {
         steps: 10,
         ..GrpoConfig::default()
     };
-    let steps = train_grpo(&mut policy, &vars, &rl, |step| eprintln!("{step:?}"))
+    let steps = train_grpo(&mut policy, &vars, None, &rl, |step| eprintln!("{step:?}"))
         .await
         .unwrap();
     assert_eq!(steps.len(), 10);

@@ -51,6 +51,7 @@ fn assert_every_parameter_trains(loaded: &Pretrained, tokens: &[u32]) {
         mask: &mask,
         behaviour_logp: &behaviour,
         advantages: &advantages,
+        reference_logp: None,
     };
     let (loss, _) = policy_loss(&batch, &LossConfig::default()).unwrap();
     let grads = loss.backward().unwrap();

@@ -1,6 +1,7 @@
 //! The trainer actor: warms the policy up, takes policy-gradient steps on
-//! whole groups no older than the staleness bound, and publishes every new
-//! version of the weights into a ring of registered memory.
+//! whole groups no older than the staleness bound (anchored, when asked, by
+//! a KL penalty to a frozen copy of the starting policy), and publishes
+//! every new version of the weights into a ring of registered memory.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -15,7 +16,7 @@ use super::weights::WeightSource;
 use crate::grpo::{train_step, GrpoConfig, Sample, StepReport};
 use crate::model::{
     read_checkpoint_info, read_checkpoint_weights, save_checkpoint, AnyModel, AnyTokenizer,
-    CheckpointError, CheckpointInfo, ModelError, ModelSpec, TextTokenizer,
+    CheckpointError, CheckpointInfo, LanguageModel, ModelError, ModelSpec, TextTokenizer,
 };
 use crate::pretrain::{demonstrations, pretrain, PretrainConfig, PretrainReport};
 use crate::replay::Group;
@@ -39,6 +40,10 @@ pub struct TrainerParams {
     pub lr: f64,
     /// The most versions a trained sample's policy may be behind.
     pub max_policy_age: u64,
+    /// The weight of the KL penalty towards the starting policy (the warm
+    /// model, or the checkpoint loaded); 0 turns it off and saves the
+    /// reference model's memory and forward passes.
+    pub kl_coef: f64,
 }
 
 /// How to warm the model up (see [`PretrainConfig`]).
@@ -125,6 +130,9 @@ pub struct PolicyTrainer {
     /// What `reset` goes back to: the weights after the warm-up, or the
     /// initial ones.
     warm: FlatWeights,
+    /// A frozen copy of `warm` that the KL penalty anchors to, when there is
+    /// one.
+    reference: Option<Reference>,
     grpo: GrpoConfig,
     lr: f64,
     max_policy_age: u64,
@@ -144,8 +152,23 @@ impl PolicyTrainer {
         let grpo = GrpoConfig {
             group_size: params.group_size,
             normalize_std: params.normalize_std,
-            loss: LossConfig::default(),
+            loss: LossConfig {
+                kl_coef: params.kl_coef,
+                ..LossConfig::default()
+            },
             ..GrpoConfig::default()
+        };
+        let reference = if params.kl_coef != 0.0 {
+            Some(cpu_bound(async {
+                let built = params.model.build(params.seed, &Device::Cpu)?;
+                exported.import(&built.vars.data().lock().expect("var map lock"))?;
+                Ok::<_, TrainerError>(Reference {
+                    model: built.model,
+                    vars: built.vars,
+                })
+            })?)
+        } else {
+            None
         };
         Ok(PolicyTrainer {
             optimiser: optimiser(&vars, params.lr)?,
@@ -156,6 +179,7 @@ impl PolicyTrainer {
             ring,
             layout: exported.layout.clone(),
             warm: exported,
+            reference,
             grpo,
             lr: params.lr,
             max_policy_age: params.max_policy_age,
@@ -208,6 +232,7 @@ impl PolicyTrainer {
             weights.import(&self.vars.data().lock().expect("var map lock"))?;
             let version = self.ring.publish(&weights.bytes)?;
             self.warm = weights;
+            self.anchor_reference()?;
             Ok((info, version))
         })?;
         self.optimiser = optimiser(&self.vars, self.lr)?;
@@ -238,6 +263,7 @@ impl PolicyTrainer {
         let warm = export(&self.vars)?;
         let version = self.ring.publish(&warm.bytes)?;
         self.warm = warm;
+        cpu_bound(async { self.anchor_reference() })?;
         self.optimiser = optimiser(&self.vars, self.lr)?;
         Ok((report, version))
     }
@@ -279,8 +305,18 @@ impl PolicyTrainer {
             })
             .collect();
         let started = Instant::now();
+        let reference = self
+            .reference
+            .as_ref()
+            .map(|r| &r.model as &dyn LanguageModel);
         let mut step = cpu_bound(async {
-            train_step(&self.model, &mut self.optimiser, &samples, &self.grpo)
+            train_step(
+                &self.model,
+                reference,
+                &mut self.optimiser,
+                &samples,
+                &self.grpo,
+            )
         })?;
         step.seconds = started.elapsed().as_secs_f64();
         let mut report = TrainReport {
@@ -306,6 +342,24 @@ impl PolicyTrainer {
         }
         Ok(report)
     }
+}
+
+impl PolicyTrainer {
+    /// Makes the reference model, if there is one, a copy of the warm
+    /// weights.
+    fn anchor_reference(&self) -> Result<(), FlatError> {
+        if let Some(reference) = &self.reference {
+            self.warm
+                .import(&reference.vars.data().lock().expect("var map lock"))?;
+        }
+        Ok(())
+    }
+}
+
+/// The frozen model of the KL penalty and its weights.
+struct Reference {
+    model: AnyModel,
+    vars: VarMap,
 }
 
 fn export(vars: &VarMap) -> Result<FlatWeights, FlatError> {

@@ -300,6 +300,7 @@ mod tests {
             mask: &mask,
             behaviour_logp: &behaviour,
             advantages: &advantages,
+            reference_logp: None,
         };
         let (loss, _) = policy_loss(&batch, &LossConfig::default()).unwrap();
         let grads = loss.backward().unwrap();
@@ -370,6 +371,7 @@ mod tests {
                 mask: &mask,
                 behaviour_logp: &behaviour,
                 advantages: &advantages,
+                reference_logp: None,
             };
             let (loss, stats) = policy_loss(&batch, &LossConfig::default()).unwrap();
             assert!((stats.mean_ratio - 1.0).abs() < 1e-5);

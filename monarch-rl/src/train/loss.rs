@@ -1,6 +1,7 @@
 //! The policy-gradient losses: PPO's clipped ratio against the behaviour
 //! policy's log-probabilities, or REINFORCE with truncated importance
-//! weights, aggregated over the tokens the model produced.
+//! weights, aggregated over the tokens the model produced; optionally with a
+//! KL penalty that anchors the policy to a frozen reference.
 
 use candle_core::{DType, Result, Tensor, D};
 
@@ -26,6 +27,10 @@ pub struct LossConfig {
     pub clip_high: f64,
     /// The cap of truncated importance weights.
     pub is_cap: f64,
+    /// The weight of the KL penalty towards the reference policy (GRPO's
+    /// beta); 0 turns it off. Per trained token it is the unbiased,
+    /// non-negative estimator `exp(d) - d - 1` with `d = log p_ref - log p`.
+    pub kl_coef: f64,
 }
 
 impl Default for LossConfig {
@@ -35,6 +40,7 @@ impl Default for LossConfig {
             clip_low: 0.2,
             clip_high: 0.28,
             is_cap: 2.0,
+            kl_coef: 0.0,
         }
     }
 }
@@ -52,6 +58,10 @@ pub struct Batch<'a> {
     pub behaviour_logp: &'a Tensor,
     /// Each sequence's advantage, `(B,)`.
     pub advantages: &'a Tensor,
+    /// The frozen reference policy's log-probability of each target,
+    /// `(B, T)`, when there is one: the KL penalty and [`LossStats::kl`]
+    /// are computed from it.
+    pub reference_logp: Option<&'a Tensor>,
 }
 
 /// What a loss computation saw, for logs.
@@ -69,6 +79,9 @@ pub struct LossStats {
     /// The mean squared ratio over trained tokens (what the effective
     /// sample size of several parts is computed from).
     pub mean_square_ratio: f64,
+    /// The mean KL estimate to the reference policy over trained tokens
+    /// (0 without a reference).
+    pub kl: f64,
     /// How many tokens trained.
     pub tokens: f64,
 }
@@ -90,6 +103,7 @@ impl LossStats {
             loss: mean(|p| p.loss),
             mean_ratio,
             clip_fraction: mean(|p| p.clip_fraction),
+            kl: mean(|p| p.kl),
             effective_sample_size: if mean_square_ratio > 0.0 {
                 mean_ratio * mean_ratio / mean_square_ratio
             } else {
@@ -112,6 +126,9 @@ pub fn token_logprobs(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
 
 /// The loss of `batch` (token-level mean over trained tokens), to call
 /// `backward` on, and its statistics.
+///
+/// A positive [`LossConfig::kl_coef`] needs the batch's
+/// [`reference_logp`](Batch::reference_logp).
 pub fn policy_loss(batch: &Batch<'_>, config: &LossConfig) -> Result<(Tensor, LossStats)> {
     let dtype = batch.logits.dtype();
     let mask = batch.mask.to_dtype(dtype)?;
@@ -142,7 +159,23 @@ pub fn policy_loss(batch: &Batch<'_>, config: &LossConfig) -> Result<(Tensor, Lo
     };
     let tokens = mask.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
     let denominator = tokens.max(1.0);
-    let loss = ((&objective * &mask)?.sum_all()?.neg()? / denominator)?;
+    let kl = match batch.reference_logp {
+        Some(reference) => {
+            let d = (reference.to_dtype(dtype)?.detach() - &logp)?;
+            Some(((d.exp()? - &d)? - 1.0)?)
+        }
+        None if config.kl_coef != 0.0 => {
+            return Err(candle_core::Error::Msg(
+                "a KL penalty (kl_coef > 0) needs the reference policy's log-probabilities".into(),
+            ))
+        }
+        None => None,
+    };
+    let penalised = match &kl {
+        Some(kl) if config.kl_coef != 0.0 => (&objective - (kl * config.kl_coef)?)?,
+        _ => objective,
+    };
+    let loss = ((&penalised * &mask)?.sum_all()?.neg()? / denominator)?;
 
     let masked = |t: &Tensor| -> Result<f64> {
         (t * &mask)?
@@ -166,6 +199,10 @@ pub fn policy_loss(batch: &Batch<'_>, config: &LossConfig) -> Result<(Tensor, Lo
             0.0
         },
         mean_square_ratio: sum_w2 / denominator,
+        kl: match &kl {
+            Some(kl) => masked(&kl.detach())? / denominator,
+            None => 0.0,
+        },
         tokens,
     };
     Ok((loss, stats))
@@ -198,17 +235,32 @@ mod tests {
         (logits, targets, mask, behaviour, advantages)
     }
 
-    /// The analytic gradient of each objective matches central finite
-    /// differences: of the loss itself for PPO; for truncated importance
-    /// sampling, of the surrogate with the weights held at their value (the
-    /// weights are constants of that objective by design).
+    /// A reference policy's log-probabilities, apart from the behaviour's.
+    fn reference_logp(device: &Device) -> Tensor {
+        Tensor::new(&[[-0.9f64, -1.4], [-0.3, -0.7]], device).unwrap()
+    }
+
+    /// The analytic gradient of each objective, with and without the KL
+    /// penalty, matches central finite differences: of the loss itself for
+    /// PPO; for truncated importance sampling, of the surrogate with the
+    /// weights held at their value (the weights are constants of that
+    /// objective by design).
     #[test]
     fn gradients_match_finite_differences() {
         let device = Device::Cpu;
-        for objective in [Objective::PpoClip, Objective::TruncatedIs] {
+        let cases = [
+            (Objective::PpoClip, 0.0),
+            (Objective::TruncatedIs, 0.0),
+            (Objective::PpoClip, 0.3),
+            (Objective::TruncatedIs, 0.3),
+        ];
+        for (objective, kl_coef) in cases {
             let (logits, targets, mask, behaviour, advantages) = batch_parts(&device);
+            let reference = reference_logp(&device);
+            let reference_logp = (kl_coef > 0.0).then_some(&reference);
             let config = LossConfig {
                 objective,
+                kl_coef,
                 ..LossConfig::default()
             };
             let base: Vec<f64> = logits.flatten_all().unwrap().to_vec1().unwrap();
@@ -228,6 +280,7 @@ mod tests {
                             mask: &mask,
                             behaviour_logp: &behaviour,
                             advantages: &advantages,
+                            reference_logp,
                         };
                         policy_loss(&batch, &config).unwrap().1.loss
                     }
@@ -237,9 +290,16 @@ mod tests {
                             .unwrap()
                             .broadcast_as((2, 2))
                             .unwrap();
-                        let terms = ((&held_weight * a).unwrap() * logp_of(values)).unwrap();
+                        let logp = logp_of(values);
+                        let terms = ((&held_weight * a).unwrap() * &logp).unwrap();
                         let sum = (terms * &mask).unwrap().sum_all().unwrap();
-                        -sum.to_scalar::<f64>().unwrap() / 3.0
+                        let d: Vec<Vec<f64>> = (&reference - &logp).unwrap().to_vec2().unwrap();
+                        let m: Vec<Vec<f64>> = mask.to_vec2().unwrap();
+                        let kl: f64 = (0..2)
+                            .flat_map(|b| (0..2).map(move |t| (b, t)))
+                            .map(|(b, t)| m[b][t] * (d[b][t].exp() - d[b][t] - 1.0))
+                            .sum();
+                        (-sum.to_scalar::<f64>().unwrap() + kl_coef * kl) / 3.0
                     }
                 }
             };
@@ -249,9 +309,11 @@ mod tests {
                 mask: &mask,
                 behaviour_logp: &behaviour,
                 advantages: &advantages,
+                reference_logp,
             };
             let (loss, stats) = policy_loss(&batch, &config).unwrap();
             assert!(stats.tokens == 3.0 && stats.mean_ratio > 0.0);
+            assert_eq!(stats.kl > 0.0, kl_coef > 0.0, "{stats:?}");
             assert!((stats.loss - value_at(logits.as_tensor())).abs() < 1e-12);
             let grads = loss.backward().unwrap();
             let analytic: Vec<f64> = grads
@@ -271,7 +333,7 @@ mod tests {
                 let numeric = (value_at(&shifted(h)) - value_at(&shifted(-h))) / (2.0 * h);
                 assert!(
                     (numeric - want).abs() < 1e-6,
-                    "{objective:?}, logit {i}: analytic {want}, numeric {numeric}"
+                    "{objective:?}, kl {kl_coef}, logit {i}: analytic {want}, numeric {numeric}"
                 );
             }
         }
@@ -290,6 +352,7 @@ mod tests {
             mask: &mask,
             behaviour_logp: &behaviour,
             advantages: &advantages,
+            reference_logp: None,
         };
         let (loss, stats) = policy_loss(&batch, &LossConfig::default()).unwrap();
         assert_eq!(stats.clip_fraction, 1.0);
@@ -306,5 +369,38 @@ mod tests {
         // term, the smaller one.
         assert!(grad[..6].iter().all(|g| *g == 0.0));
         assert!(grad[9..].iter().any(|g| *g != 0.0));
+    }
+
+    #[test]
+    fn the_kl_penalty_is_zero_at_the_reference_and_needs_one() {
+        let device = Device::Cpu;
+        let (logits, targets, mask, behaviour, advantages) = batch_parts(&device);
+        let current = token_logprobs(logits.as_tensor(), &targets).unwrap();
+        let plain = LossConfig::default();
+        let penalised = LossConfig {
+            kl_coef: 0.5,
+            ..plain
+        };
+        let batch = |reference_logp| Batch {
+            logits: logits.as_tensor(),
+            targets: &targets,
+            mask: &mask,
+            behaviour_logp: &behaviour,
+            advantages: &advantages,
+            reference_logp,
+        };
+        let (_, without) = policy_loss(&batch(None), &plain).unwrap();
+        // At the reference the penalty and its estimate vanish.
+        let (_, at_reference) = policy_loss(&batch(Some(&current)), &penalised).unwrap();
+        assert!(at_reference.kl.abs() < 1e-12, "{at_reference:?}");
+        assert!((at_reference.loss - without.loss).abs() < 1e-12);
+        // Away from it the loss grows by kl_coef times the mean estimate.
+        let reference = reference_logp(&device);
+        let (_, away) = policy_loss(&batch(Some(&reference)), &penalised).unwrap();
+        assert!(away.kl > 0.0);
+        assert!((away.loss - without.loss - 0.5 * away.kl).abs() < 1e-12);
+        // A penalty without a reference is refused, not silently dropped.
+        let error = policy_loss(&batch(None), &penalised).unwrap_err();
+        assert!(error.to_string().contains("reference"), "{error}");
     }
 }
