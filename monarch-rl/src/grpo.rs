@@ -270,18 +270,6 @@ mod tests {
         }
     }
 
-    /// A model small enough for a step to take milliseconds.
-    fn small_model() -> TinyConfig {
-        TinyConfig {
-            vocab: 11,
-            dim: 16,
-            layers: 2,
-            heads: 2,
-            ffn: 24,
-            max_len: 16,
-        }
-    }
-
     /// Micro-batches change how a step is computed, not what it computes:
     /// the loss and the gradient norm are those of one padded batch.
     #[test]
@@ -293,7 +281,7 @@ mod tests {
             sample(&[3, 3, 4, 5, 6], 0.0),
             sample(&[7, 1, 2, 8, 9, 10, 4], 1.0),
         ];
-        let config = small_model();
+        let config = TinyConfig::for_tests(16);
         let step = |micro_batch_tokens: usize| {
             let (vars, model) = TinyTransformer::seeded(config, 3, &device).unwrap();
             let mut trainer = Trainer::new(vars.all_vars(), TrainerConfig::default()).unwrap();
@@ -323,7 +311,7 @@ mod tests {
     fn the_kl_to_a_reference_is_reported_and_penalised() {
         let device = Device::Cpu;
         let samples = vec![sample(&[1, 2, 3, 4], 1.0), sample(&[4, 5, 6, 7, 8], 0.0)];
-        let config = small_model();
+        let config = TinyConfig::for_tests(16);
         let grpo = GrpoConfig {
             group_size: 2,
             loss: LossConfig {

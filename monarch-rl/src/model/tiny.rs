@@ -47,6 +47,22 @@ impl Default for TinyConfig {
     }
 }
 
+#[cfg(test)]
+impl TinyConfig {
+    /// A model of an 11-token vocabulary small enough for a training step to
+    /// take milliseconds, for tests.
+    pub(crate) fn for_tests(max_len: usize) -> Self {
+        TinyConfig {
+            vocab: 11,
+            dim: 16,
+            layers: 2,
+            heads: 2,
+            ffn: 24,
+            max_len,
+        }
+    }
+}
+
 /// A small decoder-only transformer whose every parameter trains.
 pub struct TinyTransformer {
     config: TinyConfig,
@@ -243,17 +259,6 @@ mod tests {
     use super::*;
     use crate::train::{policy_loss, token_logprobs, Batch, LossConfig, Trainer, TrainerConfig};
 
-    fn tiny() -> TinyConfig {
-        TinyConfig {
-            vocab: 11,
-            dim: 16,
-            layers: 2,
-            heads: 2,
-            ffn: 24,
-            max_len: 8,
-        }
-    }
-
     #[test]
     fn the_default_model_has_one_to_three_million_parameters() {
         let device = Device::Cpu;
@@ -272,9 +277,11 @@ mod tests {
 
     fn tiny_model(device: &Device) -> (VarMap, TinyTransformer) {
         let vars = VarMap::new();
-        let model =
-            TinyTransformer::new(tiny(), VarBuilder::from_varmap(&vars, DType::F32, device))
-                .unwrap();
+        let model = TinyTransformer::new(
+            TinyConfig::for_tests(8),
+            VarBuilder::from_varmap(&vars, DType::F32, device),
+        )
+        .unwrap();
         (vars, model)
     }
 

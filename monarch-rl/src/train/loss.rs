@@ -271,19 +271,20 @@ mod tests {
                 .unwrap()
                 .clamp(0.0, config.is_cap)
                 .unwrap();
+            let loss_at = |values: &Tensor| {
+                let batch = Batch {
+                    logits: values,
+                    targets: &targets,
+                    mask: &mask,
+                    behaviour_logp: &behaviour,
+                    advantages: &advantages,
+                    reference_logp,
+                };
+                policy_loss(&batch, &config).unwrap()
+            };
             let value_at = |values: &Tensor| -> f64 {
                 match objective {
-                    Objective::PpoClip => {
-                        let batch = Batch {
-                            logits: values,
-                            targets: &targets,
-                            mask: &mask,
-                            behaviour_logp: &behaviour,
-                            advantages: &advantages,
-                            reference_logp,
-                        };
-                        policy_loss(&batch, &config).unwrap().1.loss
-                    }
+                    Objective::PpoClip => loss_at(values).1.loss,
                     Objective::TruncatedIs => {
                         let a = advantages
                             .unsqueeze(1)
@@ -303,15 +304,7 @@ mod tests {
                     }
                 }
             };
-            let batch = Batch {
-                logits: logits.as_tensor(),
-                targets: &targets,
-                mask: &mask,
-                behaviour_logp: &behaviour,
-                advantages: &advantages,
-                reference_logp,
-            };
-            let (loss, stats) = policy_loss(&batch, &config).unwrap();
+            let (loss, stats) = loss_at(logits.as_tensor());
             assert!(stats.tokens == 3.0 && stats.mean_ratio > 0.0);
             assert_eq!(stats.kl > 0.0, kl_coef > 0.0, "{stats:?}");
             assert!((stats.loss - value_at(logits.as_tensor())).abs() < 1e-12);
