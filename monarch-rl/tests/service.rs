@@ -231,12 +231,20 @@ async fn round_robin() -> Result<(), Failed> {
 
 async fn least_loaded() -> Result<(), Failed> {
     let service = echo("echo-ll", 2).await?;
-    // A request in flight on the first replica, polled once so that it has
-    // picked its replica...
-    let mut busy = Box::pin(service.route_least_loaded(whoami));
+    // A request held in flight on the first replica until the gate opens,
+    // polled once so that it has picked its replica...
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let held = |mesh| {
+        let gate = gate.clone();
+        async move {
+            let _open = gate.acquire().await;
+            whoami(mesh).await
+        }
+    };
+    let mut busy = Box::pin(service.route_least_loaded(held));
     check(
         futures::poll!(busy.as_mut()).is_pending(),
-        "the first request answered at once".into(),
+        "the held request answered before its gate opened".into(),
     )?;
     // ...sends every other request to the second.
     for _ in 0..3 {
@@ -246,6 +254,7 @@ async fn least_loaded() -> Result<(), Failed> {
             format!("went to {} with 0 busy", routed.replica),
         )?;
     }
+    gate.add_permits(1);
     let routed = busy.await.map_err(failed)?;
     check(
         routed.replica == 0,
