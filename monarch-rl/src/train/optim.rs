@@ -36,9 +36,20 @@ pub struct TrainerConfig {
     pub adamw: ParamsAdamW,
     /// The most the gradients' global norm may be after clipping.
     pub max_grad_norm: f64,
+    /// Threads [`Trainer::accumulate_parallel`] computes a step's parts on.
+    ///
+    /// A small model's operations are too small for candle to spread each
+    /// over several cores, so on the CPU a step's micro-batches go faster
+    /// side by side, each on a thread of its own; run the process with
+    /// `CANDLE_NUM_THREADS=1` so that candle does not also split each
+    /// operation over the same cores (BENCHMARKS.md, "Policy models").
+    pub threads: usize,
 }
 
 impl Default for TrainerConfig {
+    /// A learning rate of 1e-4, no weight decay, clipping at 1, and a
+    /// thread for each core (at most four: a step holds only a few
+    /// micro-batches).
     fn default() -> Self {
         TrainerConfig {
             adamw: ParamsAdamW {
@@ -47,18 +58,26 @@ impl Default for TrainerConfig {
                 ..ParamsAdamW::default()
             },
             max_grad_norm: 1.0,
+            threads: std::thread::available_parallelism()
+                .map_or(1, usize::from)
+                .min(MAX_THREADS),
         }
     }
 }
 
+/// The most threads [`TrainerConfig::default`] asks for.
+const MAX_THREADS: usize = 4;
+
 /// AdamW over a set of variables, stepping on clipped gradients.
 ///
 /// A step may sum the gradients of several losses first (micro-batches of
-/// one batch): [`Trainer::accumulate`] each, then [`Trainer::apply`].
+/// one batch): [`Trainer::accumulate`] each, or all of them at once with
+/// [`Trainer::accumulate_parallel`], then [`Trainer::apply`].
 pub struct Trainer {
     vars: Vec<Var>,
     optimizer: AdamW,
     max_grad_norm: f64,
+    threads: usize,
     /// The gradients accumulated since the last step.
     pending: Option<GradStore>,
 }
@@ -70,6 +89,7 @@ impl Trainer {
             optimizer: AdamW::new(vars.clone(), config.adamw)?,
             vars,
             max_grad_norm: config.max_grad_norm,
+            threads: config.threads,
             pending: None,
         })
     }
@@ -84,22 +104,71 @@ impl Trainer {
     /// Back-propagates `loss` and adds its gradients to those of the step
     /// being built; the graph behind `loss` can be dropped afterwards.
     pub fn accumulate(&mut self, loss: &Tensor) -> Result<()> {
-        let mut grads = loss.backward()?;
-        let Some(pending) = self.pending.as_mut() else {
-            self.pending = Some(grads);
-            return Ok(());
-        };
-        for var in &self.vars {
-            let Some(grad) = grads.remove(var.as_tensor()) else {
-                continue;
-            };
-            let sum = match pending.remove(var.as_tensor()) {
-                Some(earlier) => (earlier + grad)?,
-                None => grad,
-            };
-            pending.insert(var.as_tensor(), sum);
+        let grads = loss.backward()?;
+        self.add_gradients(grads)
+    }
+
+    /// Computes `loss_of` of every part of a step on up to
+    /// [`TrainerConfig::threads`] threads side by side, back-propagates
+    /// each loss and adds all their gradients to the step being built, in
+    /// the order of `parts`; returns what `loss_of` gave beside each loss,
+    /// in that order. The gradients are exactly those of
+    /// [`accumulate`](Self::accumulate) on each part in turn, whatever the
+    /// number of threads.
+    pub fn accumulate_parallel<P, R>(
+        &mut self,
+        parts: &[P],
+        loss_of: impl Fn(&P) -> Result<(Tensor, R)> + Sync,
+    ) -> Result<Vec<R>>
+    where
+        P: Sync,
+        R: Send,
+    {
+        let threads = self.threads.clamp(1, parts.len().max(1));
+        let loss_of = &loss_of;
+        // Thread `t` takes parts t, t + threads, ...: parts come sorted by
+        // length, so each thread gets a like share of the work. A part's
+        // gradients hold only the variables' (backward drops the rest).
+        let shares: Vec<Result<Vec<(usize, R, GradStore)>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    scope.spawn(move || {
+                        let mut done = Vec::new();
+                        for (i, part) in parts.iter().enumerate().skip(t).step_by(threads) {
+                            let (loss, result) = loss_of(part)?;
+                            done.push((i, result, loss.backward()?));
+                        }
+                        Ok(done)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        let mut done = Vec::with_capacity(parts.len());
+        for share in shares {
+            done.extend(share?);
         }
-        Ok(())
+        done.sort_by_key(|(i, _, _)| *i);
+        let mut results = Vec::with_capacity(done.len());
+        for (_, result, grads) in done {
+            self.add_gradients(grads)?;
+            results.push(result);
+        }
+        Ok(results)
+    }
+
+    /// Adds gradients computed elsewhere to those of the step being built.
+    fn add_gradients(&mut self, grads: GradStore) -> Result<()> {
+        match self.pending.as_mut() {
+            Some(pending) => add_into(pending, grads, &self.vars),
+            None => {
+                self.pending = Some(grads);
+                Ok(())
+            }
+        }
     }
 
     /// Clips the accumulated gradients and steps; returns their norm before
@@ -126,6 +195,21 @@ impl Trainer {
     }
 }
 
+/// Adds the gradients of `vars` in `grads` to those in `sum`.
+fn add_into(sum: &mut GradStore, mut grads: GradStore, vars: &[Var]) -> Result<()> {
+    for var in vars {
+        let Some(grad) = grads.remove(var.as_tensor()) else {
+            continue;
+        };
+        let total = match sum.remove(var.as_tensor()) {
+            Some(earlier) => (earlier + grad)?,
+            None => grad,
+        };
+        sum.insert(var.as_tensor(), total);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use candle_core::Device;
@@ -148,5 +232,52 @@ mod tests {
         assert!((after - 5.0).abs() < 1e-12);
         let ga: Vec<f64> = grads.get(a.as_tensor()).unwrap().to_vec1().unwrap();
         assert!((ga[0] - 3.0).abs() < 1e-12);
+    }
+
+    /// The losses of `parts` (one weight per part) for a variable `w`:
+    /// `part * sum(w^3)`.
+    fn cubic(w: &Var, part: &f32) -> Result<(Tensor, f32)> {
+        let loss = (w.powf(3.0)?.sum_all()? * f64::from(*part))?;
+        Ok((loss, *part))
+    }
+
+    #[test]
+    fn parallel_accumulation_sums_every_part_whatever_the_threads() {
+        let parts = [0.5f32, -1.25, 2.0, 0.125, 3.0];
+        let grads_with = |threads: usize| {
+            let w = Var::new(&[1.5f32, -0.7, 0.3], &Device::Cpu).unwrap();
+            let config = TrainerConfig {
+                threads,
+                ..TrainerConfig::default()
+            };
+            let mut trainer = Trainer::new(vec![w.clone()], config).unwrap();
+            let results = if threads == 0 {
+                for part in &parts {
+                    trainer.accumulate(&cubic(&w, part).unwrap().0).unwrap();
+                }
+                parts.to_vec()
+            } else {
+                trainer
+                    .accumulate_parallel(&parts, |part| cubic(&w, part))
+                    .unwrap()
+            };
+            let pending = trainer.pending.as_ref().unwrap();
+            let grad: Vec<f32> = pending.get(w.as_tensor()).unwrap().to_vec1().unwrap();
+            (results, grad)
+        };
+        let (_, sequential) = grads_with(0);
+        // d/dw of c * w^3 is 3 c w^2, and the parts' c sum to 4.375.
+        let expected: Vec<f32> = [1.5f32, -0.7, 0.3]
+            .iter()
+            .map(|w| 3.0 * 4.375 * w * w)
+            .collect();
+        for (got, want) in sequential.iter().zip(&expected) {
+            assert!((got - want).abs() < 1e-4, "{sequential:?} vs {expected:?}");
+        }
+        for threads in [1, 2, 3, 8] {
+            let (results, grad) = grads_with(threads);
+            assert_eq!(results, parts, "results in the parts' order");
+            assert_eq!(grad, sequential, "bit for bit with {threads} threads");
+        }
     }
 }
