@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{LanguageModel, ModelError, ModelPolicy, TextTokenizer, Trajectory};
 use crate::train::{
-    group_advantages, micro_batches, pack, policy_loss, token_logprobs, trained_targets, Batch,
-    LossConfig, LossStats, Sequence, Trainer, TrainerConfig,
+    group_advantages, micro_batches, pack, policy_loss, tempered, token_logprobs, trained_targets,
+    Batch, LossConfig, LossStats, Sequence, Trainer, TrainerConfig,
 };
 use crate::zorplex::{run_episode, EpisodeConfig, SpecKind, TaskSpec};
 
@@ -102,7 +102,8 @@ pub struct Sample {
 /// Runs `config.steps` GRPO steps on `policy`'s model, whose weights are
 /// `vars`; calls `on_step` after each. `reference`, a frozen copy of the
 /// starting model, anchors the policy when the loss has a KL penalty (see
-/// [`train_step`]).
+/// [`train_step`]). The loss's temperature is the episodes' sampling
+/// temperature, whatever `config.loss` says.
 pub async fn train_grpo<M: LanguageModel, T: TextTokenizer>(
     policy: &mut ModelPolicy<M, T>,
     vars: &VarMap,
@@ -111,6 +112,9 @@ pub async fn train_grpo<M: LanguageModel, T: TextTokenizer>(
     mut on_step: impl FnMut(&StepReport),
 ) -> Result<Vec<StepReport>, ModelError> {
     let mut trainer = Trainer::new(vars.all_vars(), config.trainer.clone())?;
+    let mut config = config.clone();
+    config.loss.temperature = f64::from(config.episode.sampling.temperature);
+    let config = &config;
     let mut reports = Vec::with_capacity(config.steps);
     let mut group_index = 0u64;
     for step in 0..config.steps {
@@ -199,10 +203,11 @@ pub fn train_step(
         .map(|&i| trained_targets(&samples[i].trajectory.model_mask))
         .sum::<usize>()
         .max(1);
-    let mut parts = Vec::new();
-    for micro in micro_batches(&by_length, config.micro_batch_tokens, |i| {
+    let micros: Vec<&[usize]> = micro_batches(&by_length, config.micro_batch_tokens, |i| {
         samples[i].trajectory.tokens.len()
-    }) {
+    })
+    .collect();
+    let parts = trainer.accumulate_parallel(&micros, |micro| {
         let sequences: Vec<Sequence<'_>> = micro
             .iter()
             .map(|&i| {
@@ -220,7 +225,9 @@ pub fn train_step(
         let advantages = candle_core::Tensor::new(values.as_slice(), model.device())?;
         let reference_logp = match reference {
             Some(reference) => {
-                Some(token_logprobs(&reference.forward(&packed.inputs)?, &packed.targets)?.detach())
+                let logits =
+                    tempered(&reference.forward(&packed.inputs)?, config.loss.temperature)?;
+                Some(token_logprobs(&logits, &packed.targets)?.detach())
             }
             None => None,
         };
@@ -233,9 +240,8 @@ pub fn train_step(
             reference_logp: reference_logp.as_ref(),
         };
         let (loss, stats) = policy_loss(&batch, &config.loss)?;
-        trainer.accumulate(&(loss * (stats.tokens / total_tokens as f64))?)?;
-        parts.push(stats);
-    }
+        Ok(((loss * (stats.tokens / total_tokens as f64))?, stats))
+    })?;
     let stats = LossStats::merge(&parts);
     report.grad_norm = trainer.apply()?;
     report.trained = kept.len();

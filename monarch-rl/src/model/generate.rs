@@ -35,9 +35,11 @@ pub enum Finish {
 pub struct Generated {
     /// Every sampled token, in order (the last may lie past the stop point).
     pub tokens: Vec<u32>,
-    /// The log-probability of each sampled token under the model's own
-    /// distribution (temperature 1, no nucleus cut): the behaviour
-    /// log-probabilities a trainer compares against.
+    /// The log-probability of each sampled token under the distribution it
+    /// was drawn from (the logits divided by the sampling temperature,
+    /// before the nucleus cut; the model's own distribution when decoding
+    /// greedily): the behaviour log-probabilities a trainer compares
+    /// against at the same temperature ([`crate::train::LossConfig::temperature`]).
     pub logprobs: Vec<f32>,
     /// The byte length of `text` once each token was added.
     pub ends: Vec<usize>,
@@ -74,7 +76,9 @@ impl Sampler {
         }
     }
 
-    /// A token drawn from `logits` and its log-probability under them.
+    /// A token drawn from `logits` and its log-probability under the
+    /// distribution it was drawn from: `logits` divided by the temperature
+    /// (before the nucleus cut), or `logits` themselves when greedy.
     ///
     /// ```
     /// use monarch_rl::model::Sampler;
@@ -87,13 +91,22 @@ impl Sampler {
     /// ```
     pub fn sample(&mut self, logits: &[f32]) -> (u32, f32) {
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let log_norm = logits.iter().map(|&l| (l - max).exp()).sum::<f32>().ln() + max;
+        let scale = if self.temperature > 0.0 {
+            1.0 / self.temperature
+        } else {
+            1.0
+        };
+        let log_norm = logits
+            .iter()
+            .map(|&l| ((l - max) * scale).exp())
+            .sum::<f32>()
+            .ln();
         let token = if self.temperature <= 0.0 {
             argmax(logits)
         } else {
             self.draw(logits, max)
         };
-        (token as u32, logits[token] - log_norm)
+        (token as u32, (logits[token] - max) * scale - log_norm)
     }
 
     fn draw(&mut self, logits: &[f32], max: f32) -> usize {
@@ -305,6 +318,36 @@ mod tests {
         assert_eq!(a, b);
         assert!(a.iter().any(|&t| t != a[0]));
         assert_eq!(argmax(&[1.0, 3.0, 3.0, -1.0]), 1);
+    }
+
+    #[test]
+    fn behaviour_logprobs_are_those_the_loss_computes_at_the_same_temperature() {
+        use crate::train::{tempered, token_logprobs};
+        let logits = [2.0f32, 0.5, -1.0, 1.5];
+        let as_tensor =
+            candle_core::Tensor::from_slice(&logits, (1, 1, 4), &candle_core::Device::Cpu).unwrap();
+        for temperature in [0.0f32, 0.5, 1.0, 1.7] {
+            let mut sampler = Sampler::new(Sampling {
+                temperature,
+                top_p: 0.9,
+                seed: 11,
+            });
+            for _ in 0..20 {
+                let (token, logp) = sampler.sample(&logits);
+                let targets =
+                    candle_core::Tensor::new(&[[token]], &candle_core::Device::Cpu).unwrap();
+                let scaled = tempered(&as_tensor, f64::from(temperature)).unwrap();
+                let expected: Vec<Vec<f32>> = token_logprobs(&scaled, &targets)
+                    .unwrap()
+                    .to_vec2()
+                    .unwrap();
+                assert!(
+                    (logp - expected[0][0]).abs() < 1e-5,
+                    "temperature {temperature}: {logp} vs {}",
+                    expected[0][0]
+                );
+            }
+        }
     }
 }
 

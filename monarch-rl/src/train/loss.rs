@@ -31,6 +31,12 @@ pub struct LossConfig {
     /// beta); 0 turns it off. Per trained token it is the unbiased,
     /// non-negative estimator `exp(d) - d - 1` with `d = log p_ref - log p`.
     pub kl_coef: f64,
+    /// The temperature the samples were drawn at: the policy trained is
+    /// the model's distribution at this temperature, so [`policy_loss`]
+    /// divides the logits by it before taking log-probabilities (the
+    /// reference's too, where there is one), as the sampler did for the
+    /// behaviour log-probabilities it recorded.
+    pub temperature: f64,
 }
 
 impl Default for LossConfig {
@@ -41,6 +47,7 @@ impl Default for LossConfig {
             clip_high: 0.28,
             is_cap: 2.0,
             kl_coef: 0.0,
+            temperature: 1.0,
         }
     }
 }
@@ -58,9 +65,9 @@ pub struct Batch<'a> {
     pub behaviour_logp: &'a Tensor,
     /// Each sequence's advantage, `(B,)`.
     pub advantages: &'a Tensor,
-    /// The frozen reference policy's log-probability of each target,
-    /// `(B, T)`, when there is one: the KL penalty and [`LossStats::kl`]
-    /// are computed from it.
+    /// The frozen reference policy's log-probability of each target at the
+    /// loss's temperature, `(B, T)`, when there is one: the KL penalty and
+    /// [`LossStats::kl`] are computed from it.
     pub reference_logp: Option<&'a Tensor>,
 }
 
@@ -115,6 +122,16 @@ impl LossStats {
     }
 }
 
+/// `logits` divided by `temperature` (as they are where it is 1 or not
+/// positive).
+pub fn tempered(logits: &Tensor, temperature: f64) -> Result<Tensor> {
+    if temperature > 0.0 && temperature != 1.0 {
+        logits / temperature
+    } else {
+        Ok(logits.clone())
+    }
+}
+
 /// The log-probability under `logits` `(B, T, V)` of each of `targets`
 /// `(B, T)`: `(B, T)`. Differentiable; what a generator records as the
 /// behaviour log-probs of the tokens it sampled.
@@ -132,7 +149,7 @@ pub fn token_logprobs(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
 pub fn policy_loss(batch: &Batch<'_>, config: &LossConfig) -> Result<(Tensor, LossStats)> {
     let dtype = batch.logits.dtype();
     let mask = batch.mask.to_dtype(dtype)?;
-    let logp = token_logprobs(batch.logits, batch.targets)?;
+    let logp = token_logprobs(&tempered(batch.logits, config.temperature)?, batch.targets)?;
     let behaviour = batch.behaviour_logp.to_dtype(dtype)?;
     let ratio = (&logp - &behaviour)?.exp()?;
     let advantages = batch

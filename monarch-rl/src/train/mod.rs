@@ -15,6 +15,6 @@ mod pack;
 
 pub use advantage::{group_advantages, Advantages};
 pub use flat::{FlatError, FlatWeights, TensorLayout};
-pub use loss::{policy_loss, token_logprobs, Batch, LossConfig, LossStats, Objective};
+pub use loss::{policy_loss, tempered, token_logprobs, Batch, LossConfig, LossStats, Objective};
 pub use optim::{clip_grad_norm, Trainer, TrainerConfig};
 pub use pack::{micro_batches, pack, trained_targets, Packed, Sequence};
