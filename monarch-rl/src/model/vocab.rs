@@ -77,6 +77,11 @@ impl ZorplexTokenizer {
         }
     }
 
+    /// The tokens of the digits `0` to `9`, in order.
+    pub fn digits(&self) -> [u32; 10] {
+        std::array::from_fn(|d| self.ids[&d.to_string()])
+    }
+
     /// The text of one token (`<pad>` and `<end>` for the special ones).
     pub fn piece(&self, id: u32) -> Option<&str> {
         self.pieces.get(id as usize).map(String::as_str)
@@ -184,7 +189,7 @@ fn corpus() -> String {
     text.push_str(
         " User Assistant Result ANSWER SEE UNKNOWN WORD TOOL INVALID KEY LOOKUP GETKEY FETCH \
          What is the zorplex value of That is my final answer I cannot read this question \
-         The tool said go on would guess am not sure how from here",
+         The tool said go on would guess am not sure how from here so",
     );
     text
 }

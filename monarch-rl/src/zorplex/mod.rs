@@ -34,6 +34,7 @@ mod scripted;
 mod spec;
 mod table;
 mod tools;
+mod worked;
 
 pub use episode::{
     run_episode, Episode, EpisodeConfig, FailureMode, GenerateRequest, Policy, PolicyError,
@@ -47,3 +48,4 @@ pub use spec::{
 };
 pub use table::{multi_step_key, word_index, ZorplexTable, WORDS};
 pub use tools::{Tool, ToolCall, ToolResult};
+pub use worked::worked_sum;

@@ -6,10 +6,12 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::episode::{GenerateRequest, Policy, PolicyError};
-use super::{PyRandom, SpecKind};
+use super::{worked_sum, PyRandom, SpecKind};
 
 /// Solves every task by calling the tools and reading their results from the
-/// conversation, as a perfect model would. It never sees the answer.
+/// conversation, as a perfect model would. It never sees the answer. A sum
+/// of two values is worked out column by column ([`worked_sum`]) before
+/// the answer.
 ///
 /// It writes a little text after its answer, so that the loop's stop rule decides
 /// where the turn ends.
@@ -39,11 +41,14 @@ impl OraclePolicy {
                 let answer = values[1..]
                     .iter()
                     .fold(values[0], |acc, &v| super::spec::apply(op, acc, v));
-                let terms: Vec<String> = values.iter().map(i64::to_string).collect();
-                format!(
-                    "{} = {answer}. [ANSWER] {answer}\nThat is my final answer.",
-                    terms.join(&format!(" {op} "))
-                )
+                let working = match (op, values.as_slice()) {
+                    ('+', &[a, b]) => worked_sum(a, b),
+                    _ => {
+                        let terms: Vec<String> = values.iter().map(i64::to_string).collect();
+                        format!("{} = {answer}.", terms.join(&format!(" {op} ")))
+                    }
+                };
+                format!("{working} [ANSWER] {answer}\nThat is my final answer.")
             }
             SpecKind::Simple | SpecKind::MultiStep | SpecKind::Recursive { .. } => {
                 let Some(word) = conversation.asked_word() else {
