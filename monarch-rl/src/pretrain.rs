@@ -2,20 +2,25 @@
 //! a noisy scripted policy: the warm model has learnt the tools and the
 //! answer format, and also the scripted policy's mistakes (guessing without
 //! tools, stopping early, calling tools again and again), which RL then has
-//! to remove.
+//! to remove. Beside the demonstrations it drills the column-by-column
+//! sums that compositional tasks end in ([`sum_drills`]): the episodes
+//! alone hold too few of them to learn to add from.
 
 use std::time::Instant;
 
+use candle_core::Tensor;
 use candle_nn::VarMap;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 
 use crate::model::{LanguageModel, ModelError, TextTokenizer};
 use crate::train::{
     micro_batches, pack, token_logprobs, trained_targets, Sequence, Trainer, TrainerConfig,
 };
-use crate::zorplex::{run_episode, EpisodeConfig, Noise, NoisyPolicy, SpecKind, TaskSpec};
+use crate::zorplex::{
+    run_episode, worked_sum, EpisodeConfig, Noise, NoisyPolicy, SpecKind, TaskSpec, WORDS,
+};
 
 /// How to warm a model up.
 #[derive(Clone, Debug)]
@@ -33,6 +38,14 @@ pub struct PretrainConfig {
     pub batch_size: usize,
     /// AdamW's learning rate.
     pub lr: f64,
+    /// Rows of worked sums ([`sum_drills`]) trained beside each step's
+    /// demonstrations; 0 for none.
+    pub drill_rows: usize,
+    /// The most tokens in one row of worked sums.
+    pub drill_tokens: usize,
+    /// Threads computing a step's micro-batches side by side
+    /// ([`TrainerConfig::threads`]).
+    pub threads: usize,
     /// Seeds the tasks, the noise and the batches.
     pub seed: u64,
 }
@@ -46,6 +59,9 @@ impl Default for PretrainConfig {
             steps: 500,
             batch_size: 16,
             lr: 3e-3,
+            drill_rows: 8,
+            drill_tokens: 240,
+            threads: TrainerConfig::default().threads,
             seed: 0,
         }
     }
@@ -69,8 +85,9 @@ pub struct PretrainReport {
     pub demonstrations: usize,
     /// Optimiser steps taken.
     pub steps: usize,
-    /// The mean loss (per trained token) over the first and the last tenth
-    /// of the steps.
+    /// The mean loss over the first and the last tenth of the steps: per
+    /// trained token of the demonstrations, plus per trained token of the
+    /// worked sums where there are any.
     pub first_loss: f64,
     /// See `first_loss`.
     pub last_loss: f64,
@@ -124,18 +141,91 @@ pub async fn demonstrations(
     Ok(out)
 }
 
+/// The arithmetic a warm-up drills beside the demonstrations:
+/// `config.drill_rows` rows of worked sums for every step, each row as
+/// many sums as fit in `config.drill_tokens`.
+///
+/// A worked sum is the end of a compositional episode: the two values
+/// looked up are given (`[Result: 48]`, `LOOKUP[word]`, `[Result: 57]`),
+/// only the working and the answer train
+/// (`48 + 57: 8+7=15, 4+5+1=10, so 105. [ANSWER] 105`, [`worked_sum`]).
+/// A warm-up of a few minutes holds a few hundred compositional episodes:
+/// far too few to learn the single-digit facts, with and without a carry,
+/// that their workings are made of; the drills bring thousands.
+pub fn sum_drills(
+    config: &PretrainConfig,
+    tokenizer: &dyn TextTokenizer,
+) -> Result<Vec<Demonstration>, ModelError> {
+    let mut rng = StdRng::seed_from_u64(config.seed ^ DRILL_SEED);
+    let rows = config.drill_rows * config.steps;
+    let mut out = Vec::with_capacity(rows);
+    for _ in 0..rows {
+        out.push(drill_row(config.drill_tokens, tokenizer, || {
+            let (a, b) = (rng.random_range(1..=100), rng.random_range(1..=100));
+            let word = WORDS[rng.random_range(0..WORDS.len())];
+            (
+                format!("[Result: {a}]\nAssistant: LOOKUP[{word}]\n[Result: {b}]\nAssistant: "),
+                format!("{} [ANSWER] {}", worked_sum(a, b), a + b),
+                "\n".to_string(),
+            )
+        })?);
+    }
+    Ok(out)
+}
+
+/// One row of drill items from `item` (context, what trains, separator),
+/// as many as fit in `max_tokens`.
+fn drill_row(
+    max_tokens: usize,
+    tokenizer: &dyn TextTokenizer,
+    mut item: impl FnMut() -> (String, String, String),
+) -> Result<Demonstration, ModelError> {
+    let mut row = Demonstration {
+        tokens: Vec::with_capacity(max_tokens),
+        mask: Vec::with_capacity(max_tokens),
+    };
+    loop {
+        let (context, learnt, separator) = item();
+        let parts = [
+            (tokenizer.encode(&context)?, false),
+            (tokenizer.encode(&learnt)?, true),
+            (tokenizer.encode(&separator)?, false),
+        ];
+        let len: usize = parts.iter().map(|(ids, _)| ids.len()).sum();
+        if row.tokens.len() + len > max_tokens {
+            break;
+        }
+        for (ids, trains) in parts {
+            row.mask.extend(std::iter::repeat_n(trains, ids.len()));
+            row.tokens.extend(ids);
+        }
+    }
+    if row.tokens.len() < 2 {
+        return Err(ModelError::TooLong {
+            len: row.tokens.len(),
+            max: max_tokens,
+        });
+    }
+    Ok(row)
+}
+
 /// Trains `model` (whose weights are `vars`) to imitate `demos`, with the
-/// mean cross-entropy over the tokens the policy wrote.
+/// mean cross-entropy over the tokens the policy wrote, and at each step
+/// on the next `config.drill_rows` of `drills`
+/// ([`sum_drills`]), whose mean cross-entropy over their trained tokens is
+/// added to the loss.
 pub fn pretrain(
     model: &dyn LanguageModel,
     vars: &VarMap,
     pad: u32,
     demos: &[Demonstration],
+    drills: &[Demonstration],
     config: &PretrainConfig,
 ) -> Result<PretrainReport, ModelError> {
     let started = Instant::now();
     let mut trainer_config = TrainerConfig::default();
     trainer_config.adamw.lr = config.lr;
+    trainer_config.threads = config.threads;
     let mut trainer = Trainer::new(vars.all_vars(), trainer_config)?;
     let mut rng = StdRng::seed_from_u64(config.seed);
     let fits: Vec<&Demonstration> = demos
@@ -148,39 +238,52 @@ pub fn pretrain(
             max: model.max_len(),
         });
     }
+    let drill_rows = config.drill_rows;
+    if drill_rows > 0 && drills.is_empty() {
+        return Err(ModelError::Config(format!(
+            "the warm-up asks for {drill_rows} rows of worked sums a step and none were given \
+             (make them with sum_drills, or set drill_rows to 0)"
+        )));
+    }
     let batch_size = config.batch_size.clamp(1, fits.len());
     let mut batches: Vec<Vec<usize>> = Vec::new();
     let mut losses = Vec::with_capacity(config.steps);
+    let mut next_drill = 0;
     for step in 0..config.steps {
         if batches.is_empty() {
             batches = length_bucketed_batches(&fits, batch_size, &mut rng);
         }
         let indices = batches.pop().expect("refilled above");
         trainer.set_learning_rate(config.lr * schedule(step, config.steps));
-        // The batch's mean over its trained tokens, computed in parts that
-        // each stay within the token budget.
-        let total = indices
-            .iter()
-            .map(|&i| trained_targets(&fits[i].mask))
-            .sum::<usize>()
-            .max(1) as f64;
-        let mut loss_sum = 0.0;
-        for micro in micro_batches(&indices, MICRO_BATCH_TOKENS, |i| fits[i].tokens.len()) {
-            let batch: Vec<Sequence<'_>> = micro
-                .iter()
-                .map(|&i| Sequence {
-                    tokens: &fits[i].tokens,
-                    mask: &fits[i].mask,
-                    behaviour_logp: &[],
-                })
-                .collect();
-            let packed = pack(&batch, pad, model.device())?;
-            let logits = model.forward(&packed.inputs)?;
-            let logp = token_logprobs(&logits, &packed.targets)?;
-            let loss = ((logp * &packed.mask)?.sum_all()?.neg()? / total)?;
-            loss_sum += f64::from(loss.to_scalar::<f32>()?);
-            trainer.accumulate(&loss)?;
-        }
+        let mut rows: Vec<&Demonstration> = (0..drill_rows)
+            .map(|k| &drills[(next_drill + k) % drills.len()])
+            .collect();
+        next_drill += drill_rows;
+        rows.sort_by_key(|row| row.tokens.len());
+        let demos: Vec<&Demonstration> = indices.iter().map(|&i| fits[i]).collect();
+        // The demonstrations' mean and the drills' mean, each over its own
+        // trained tokens, in micro-batches within the token budget.
+        let parts: Vec<(Vec<&Demonstration>, f64)> = [demos, rows]
+            .into_iter()
+            .flat_map(|part| {
+                let total = part.iter().map(|d| trained_targets(&d.mask)).sum::<usize>();
+                let order: Vec<usize> = (0..part.len()).collect();
+                micro_batches(&order, MICRO_BATCH_TOKENS, |i| part[i].tokens.len())
+                    .map(|micro| {
+                        (
+                            micro.iter().map(|&i| part[i]).collect(),
+                            total.max(1) as f64,
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let loss_sum: f64 = trainer
+            .accumulate_parallel(&parts, |(micro, total)| {
+                cross_entropy(model, pad, micro, *total)
+            })?
+            .into_iter()
+            .sum();
         losses.push(loss_sum);
         trainer.apply()?;
     }
@@ -194,6 +297,33 @@ pub fn pretrain(
         seconds: started.elapsed().as_secs_f64(),
     })
 }
+
+/// The cross-entropy summed over the trained tokens of `micro`, divided by
+/// `total`, and its value.
+fn cross_entropy(
+    model: &dyn LanguageModel,
+    pad: u32,
+    micro: &[&Demonstration],
+    total: f64,
+) -> candle_core::Result<(Tensor, f64)> {
+    let batch: Vec<Sequence<'_>> = micro
+        .iter()
+        .map(|d| Sequence {
+            tokens: &d.tokens,
+            mask: &d.mask,
+            behaviour_logp: &[],
+        })
+        .collect();
+    let packed = pack(&batch, pad, model.device())?;
+    let logits = model.forward(&packed.inputs)?;
+    let logp = token_logprobs(&logits, &packed.targets)?;
+    let loss = ((logp * &packed.mask)?.sum_all()?.neg()? / total)?;
+    let value = f64::from(loss.to_scalar::<f32>()?);
+    Ok((loss, value))
+}
+
+/// Seeds the worked sums apart from the demonstrations' batches.
+const DRILL_SEED: u64 = 0x005E_ED0F_5A45;
 
 /// The most tokens, padding included, in one forward pass of the warm-up
 /// (as [`crate::grpo::GrpoConfig::micro_batch_tokens`] for RL).
@@ -234,4 +364,73 @@ fn length_bucketed_batches(
         .collect();
     batches.shuffle(rng);
     batches
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+    use crate::model::{TinyConfig, TinyTransformer, ZorplexTokenizer};
+
+    #[test]
+    fn drills_train_the_working_and_answer_only_and_fit_their_rows() {
+        let tokenizer = ZorplexTokenizer::new();
+        let config = PretrainConfig {
+            steps: 3,
+            drill_rows: 2,
+            ..PretrainConfig::default()
+        };
+        let drills = sum_drills(&config, &tokenizer).unwrap();
+        assert_eq!(drills.len(), 6);
+        for row in &drills {
+            assert!(row.tokens.len() <= config.drill_tokens);
+            assert_eq!(row.tokens.len(), row.mask.len());
+            // The trained runs are the workings and answers, each ending in
+            // its sum; what precedes one is the two values looked up.
+            let text = tokenizer.decode(&row.tokens).unwrap();
+            let mut trained = Vec::new();
+            let mut run = Vec::new();
+            for (&token, &trains) in row.tokens.iter().zip(&row.mask) {
+                if trains {
+                    run.push(token);
+                } else if !run.is_empty() {
+                    trained.push(tokenizer.decode(&std::mem::take(&mut run)).unwrap());
+                }
+            }
+            assert!(run.is_empty(), "a row ends on its separator: {text}");
+            assert!(trained.len() >= 2, "{text}");
+            for working in &trained {
+                let (sum, answer) = working.split_once(" [ANSWER] ").unwrap();
+                let (terms, _) = sum.split_once(':').unwrap();
+                let (a, b) = terms.split_once(" + ").unwrap();
+                let (a, b): (i64, i64) = (a.parse().unwrap(), b.parse().unwrap());
+                assert_eq!(sum, worked_sum(a, b), "{text}");
+                assert_eq!(answer, (a + b).to_string(), "{text}");
+                assert!(text.contains(&format!("[Result: {a}]")), "{text}");
+            }
+        }
+        assert_eq!(drills, sum_drills(&config, &tokenizer).unwrap(), "seeded");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_warm_up_that_asks_for_drills_needs_them() {
+        let tokenizer = ZorplexTokenizer::new();
+        let config = PretrainConfig {
+            episodes_per_kind: 2,
+            steps: 1,
+            ..PretrainConfig::default()
+        };
+        let demos = demonstrations(&config, &tokenizer).await.unwrap();
+        let shape = TinyConfig {
+            vocab: tokenizer.vocab_size(),
+            ..TinyConfig::for_tests(512)
+        };
+        let (vars, model) = TinyTransformer::seeded(shape, 0, &Device::Cpu).unwrap();
+        let err = pretrain(&model, &vars, tokenizer.pad(), &demos, &[], &config).unwrap_err();
+        assert!(matches!(err, ModelError::Config(_)), "{err}");
+        let drills = sum_drills(&config, &tokenizer).unwrap();
+        let report = pretrain(&model, &vars, tokenizer.pad(), &demos, &drills, &config).unwrap();
+        assert_eq!(report.steps, 1);
+    }
 }

@@ -131,6 +131,7 @@ async fn start(
         lr: 1e-3,
         max_policy_age: 1,
         kl_coef: 0.05,
+        temperature: 1.0,
     };
     let trainer = trainer_procs
         .spawn::<PolicyTrainer>("trainer", params)
@@ -138,9 +139,11 @@ async fn start(
     // A short warm-up, so that the members of a group differ in reward
     // (GRPO drops groups whose rewards are all equal, and a step that trains
     // on nothing publishes no version).
+    // No worked sums: these tasks add nothing.
     let warm_up = WarmUp {
         episodes_per_kind: 30,
         steps: 40,
+        drill_rows: 0,
         ..WarmUp::default()
     };
     trainer.warm_up(warm_up).call_one().await?;
@@ -379,6 +382,7 @@ async fn starts_from_a_checkpoint() -> Result<(), Failed> {
         lr: 1e-3,
         max_policy_age: 1,
         kl_coef: 0.1,
+        temperature: 1.0,
     };
     let other = other_procs
         .spawn::<PolicyTrainer>("other", params(model()))
@@ -492,6 +496,7 @@ async fn pretrained(model: ModelSpec, version_bytes: u64) -> Result<(), Failed> 
                 lr: 1e-5,
                 max_policy_age: 1,
                 kl_coef: 0.0,
+                temperature: 1.0,
             },
         )
         .await?;

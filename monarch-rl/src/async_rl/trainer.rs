@@ -18,7 +18,7 @@ use crate::model::{
     read_checkpoint_info, read_checkpoint_weights, save_checkpoint, AnyModel, AnyTokenizer,
     CheckpointError, CheckpointInfo, LanguageModel, ModelError, ModelSpec, TextTokenizer,
 };
-use crate::pretrain::{demonstrations, pretrain, PretrainConfig, PretrainReport};
+use crate::pretrain::{demonstrations, pretrain, sum_drills, PretrainConfig, PretrainReport};
 use crate::replay::Group;
 use crate::train::{FlatError, FlatWeights, LossConfig, Trainer, TrainerConfig};
 
@@ -44,6 +44,10 @@ pub struct TrainerParams {
     /// model, or the checkpoint loaded); 0 turns it off and saves the
     /// reference model's memory and forward passes.
     pub kl_coef: f64,
+    /// The temperature the generators sample at (their
+    /// [`EpisodeConfig`](crate::zorplex::EpisodeConfig)'s): the loss's
+    /// ([`LossConfig::temperature`]).
+    pub temperature: f32,
 }
 
 /// How to warm the model up (see [`PretrainConfig`]).
@@ -55,6 +59,8 @@ pub struct WarmUp {
     pub steps: usize,
     /// AdamW's peak learning rate.
     pub lr: f64,
+    /// Rows of worked sums trained at each step beside the demonstrations.
+    pub drill_rows: usize,
     /// Seeds the demonstrations and batches.
     pub seed: u64,
 }
@@ -66,6 +72,7 @@ impl Default for WarmUp {
             episodes_per_kind: defaults.episodes_per_kind,
             steps: defaults.steps,
             lr: defaults.lr,
+            drill_rows: defaults.drill_rows,
             seed: defaults.seed,
         }
     }
@@ -154,6 +161,7 @@ impl PolicyTrainer {
             normalize_std: params.normalize_std,
             loss: LossConfig {
                 kl_coef: params.kl_coef,
+                temperature: f64::from(params.temperature),
                 ..LossConfig::default()
             },
             ..GrpoConfig::default()
@@ -247,16 +255,19 @@ impl PolicyTrainer {
             episodes_per_kind: warm_up.episodes_per_kind,
             steps: warm_up.steps,
             lr: warm_up.lr,
+            drill_rows: warm_up.drill_rows,
             seed: warm_up.seed,
             ..PretrainConfig::default()
         };
         let demos = cpu_bound(demonstrations(&config, &self.tokenizer))?;
+        let drills = sum_drills(&config, &self.tokenizer)?;
         let report = cpu_bound(async {
             pretrain(
                 &self.model,
                 &self.vars,
                 self.tokenizer.pad(),
                 &demos,
+                &drills,
                 &config,
             )
         })?;

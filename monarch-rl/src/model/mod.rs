@@ -80,6 +80,9 @@ pub enum ModelError {
         /// The model's longest.
         max: usize,
     },
+    /// A training configuration asks for what cannot be done.
+    #[error("invalid configuration: {0}")]
+    Config(String),
     /// Weights or a configuration could not be read.
     #[error("{path}: {reason}")]
     Load {

@@ -65,10 +65,12 @@ impl ModelSpec {
         match self {
             ModelSpec::Tiny { config } => {
                 let (vars, model) = TinyTransformer::seeded(*config, seed, device)?;
+                let tokenizer = ZorplexTokenizer::new();
+                TinyTransformer::embed_digit_values(&vars, &tokenizer.digits(), seed)?;
                 Ok(BuiltModel {
                     model: AnyModel::Tiny(model),
                     vars,
-                    tokenizer: AnyTokenizer::Zorplex(ZorplexTokenizer::new()),
+                    tokenizer: AnyTokenizer::Zorplex(tokenizer),
                 })
             }
             ModelSpec::Smollm2 { path } => {

@@ -157,11 +157,63 @@ impl TinyTransformer {
         Ok((vars, model))
     }
 
+    /// Writes each digit's value into the starting embedding of its token:
+    /// `digits` holds the tokens of `0`, `1`, ..., `9` in order, `vars` the
+    /// weights of a model made by [`seeded`](Self::seeded). Digit `d` gets
+    /// `d / 10` of the way round a circle in one plane of the embedding
+    /// space and `d / 10` along a third direction (the directions drawn
+    /// from `seed`), on top of its random start.
+    ///
+    /// Trained from random embeddings, this model needs tens of thousands of
+    /// examples to learn the single-digit sums that adding numbers is made
+    /// of; starting from embeddings that already order the digits (on a
+    /// line) and wrap them modulo ten (on the circle), as the number
+    /// embeddings of arithmetic-trained transformers come to, it learns
+    /// them several times faster (BENCHMARKS.md, "Policy models"). Every
+    /// value stays trainable.
+    pub fn embed_digit_values(vars: &VarMap, digits: &[u32; 10], seed: u64) -> Result<()> {
+        let data = vars.data().lock().expect("no one panicked holding the map");
+        let var = data
+            .get("tokens.weight")
+            .ok_or_else(|| candle_core::Error::Msg("no tokens.weight in the map".into()))?;
+        let (vocab, dim) = var.dims2()?;
+        if let Some(&bad) = digits.iter().find(|&&id| id as usize >= vocab) {
+            return Err(candle_core::Error::Msg(format!(
+                "digit token {bad} is outside the vocabulary of {vocab}"
+            )));
+        }
+        let mut rng = StdRng::seed_from_u64(seed);
+        let normal = Normal::new(0.0f32, 1.0).expect("a valid normal");
+        let mut direction = || {
+            let v: Vec<f32> = (0..dim).map(|_| normal.sample(&mut rng)).collect();
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.into_iter().map(|x| x / norm).collect::<Vec<f32>>()
+        };
+        let (cos, sin, line) = (direction(), direction(), direction());
+        let mut table = var.flatten_all()?.to_vec1::<f32>()?;
+        for (d, &id) in digits.iter().enumerate() {
+            let angle = std::f32::consts::TAU * d as f32 / 10.0;
+            let row = &mut table[id as usize * dim..(id as usize + 1) * dim];
+            for (i, x) in row.iter_mut().enumerate() {
+                *x += DIGIT_CIRCLE * (angle.cos() * cos[i] + angle.sin() * sin[i])
+                    + DIGIT_LINE * d as f32 * line[i];
+            }
+        }
+        var.set(&Tensor::from_vec(table, (vocab, dim), var.device())?)
+    }
+
     /// The model's shape.
     pub fn config(&self) -> &TinyConfig {
         &self.config
     }
 }
+
+/// The radius of the digits' circle in [`TinyTransformer::embed_digit_values`]
+/// (a random embedding row has a norm of about 0.02 x sqrt(dim), 0.28 at
+/// the default width).
+const DIGIT_CIRCLE: f32 = 0.3;
+/// How far along its line each unit of a digit's value moves it.
+const DIGIT_LINE: f32 = 0.1;
 
 impl LanguageModel for TinyTransformer {
     fn forward_step(&self, step: &Step, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
@@ -258,6 +310,42 @@ mod tests {
 
     use super::*;
     use crate::train::{policy_loss, token_logprobs, Batch, LossConfig, Trainer, TrainerConfig};
+
+    #[test]
+    fn digit_values_move_the_digits_embeddings_only_and_in_order() {
+        let config = TinyConfig {
+            vocab: 20,
+            dim: 32,
+            ..TinyConfig::for_tests(16)
+        };
+        let (vars, _) = TinyTransformer::seeded(config, 3, &Device::Cpu).unwrap();
+        let table = |vars: &VarMap| -> Vec<Vec<f32>> {
+            let data = vars.data().lock().unwrap();
+            data["tokens.weight"].as_tensor().to_vec2().unwrap()
+        };
+        let before = table(&vars);
+        let digits: [u32; 10] = std::array::from_fn(|d| 19 - d as u32);
+        TinyTransformer::embed_digit_values(&vars, &digits, 3).unwrap();
+        let after = table(&vars);
+        let moved: Vec<Vec<f32>> = before
+            .iter()
+            .zip(&after)
+            .map(|(b, a)| a.iter().zip(b).map(|(a, b)| a - b).collect())
+            .collect();
+        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!(
+            moved[..10].iter().all(|row| norm(row) == 0.0),
+            "other tokens kept"
+        );
+        // Each digit moves by the circle's radius and its value along the
+        // line, whose directions are orthogonal in expectation: digit 0 by
+        // the radius alone, digit 9 the most.
+        let shift = |d: usize| norm(&moved[19 - d]);
+        assert!((shift(0) - DIGIT_CIRCLE).abs() < 1e-5, "{}", shift(0));
+        assert!(shift(9) > shift(1), "{} {}", shift(9), shift(1));
+        let err = TinyTransformer::embed_digit_values(&vars, &[20; 10], 3).unwrap_err();
+        assert!(err.to_string().contains("outside the vocabulary"), "{err}");
+    }
 
     #[test]
     fn the_default_model_has_one_to_three_million_parameters() {
