@@ -23,6 +23,13 @@
 mod cpu;
 mod plot;
 
+/// Candle allocates a fresh buffer for every tensor: mimalloc keeps freed
+/// pages for the next one instead of returning them to the kernel and
+/// taking page faults on every step (the worker processes are this binary
+/// too).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,7 +42,7 @@ use monarch::rl::async_rl::{
     PolicyTrainer, StepMetrics, TrainerParams, WarmUp,
 };
 use monarch::rl::model::{ModelSpec, SmolLM2, TextTokenizer, TinyConfig, ZorplexTokenizer};
-use monarch::rl::zorplex::{EpisodeConfig, ReportTable, SpecKind, SpecReport};
+use monarch::rl::zorplex::{EpisodeConfig, ReportTable, Sampling, SpecKind, SpecReport};
 use monarch::Host;
 
 /// Async RL on Zorplex with the tiny transformer (or SmolLM2, or Qwen2).
@@ -56,7 +63,7 @@ struct Args {
     #[arg(long, default_value_t = 2)]
     generators: usize,
     /// Trainer steps per mode.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 100)]
     steps: usize,
     /// Groups (tasks) per trainer step.
     #[arg(long, default_value_t = 4)]
@@ -71,12 +78,16 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     max_policy_age: u64,
     /// Learning rate of the RL steps.
-    #[arg(long, default_value_t = 3e-4)]
+    #[arg(long, default_value_t = 1e-4)]
     lr: f64,
     /// Weight of the KL penalty that anchors the policy to the model RL
     /// starts from (0: none).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.2)]
     kl_coef: f64,
+    /// The temperature the generators sample at, and the policy's in the
+    /// loss.
+    #[arg(long, default_value_t = 0.5)]
+    temperature: f32,
     /// Seeds the model, the warm-up and the training tasks.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -90,11 +101,14 @@ struct Args {
     /// Scripted demonstrations per spec the warm-up learns from.
     #[arg(long, default_value_t = WarmUp::default().episodes_per_kind)]
     warm_up_episodes: usize,
+    /// Rows of worked sums the warm-up trains at each step (0: none).
+    #[arg(long, default_value_t = WarmUp::default().drill_rows)]
+    warm_up_drills: usize,
     /// First seed of the held-out evaluation tasks.
     #[arg(long, default_value_t = 10_000)]
     eval_seed: i64,
     /// Held-out tasks per spec.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 40)]
     eval_tasks: usize,
     /// Most assistant turns per episode.
     #[arg(long, default_value_t = EpisodeConfig::default().max_turns)]
@@ -114,10 +128,11 @@ struct Args {
     /// Held-out tasks per spec for each point of the curve.
     #[arg(long, default_value_t = 10)]
     curve_tasks: usize,
-    /// The held-out accuracy (mean over the specs, 0..1) whose wall time to
-    /// reach is reported for each mode.
-    #[arg(long, default_value_t = 0.25)]
-    target_accuracy: f64,
+    /// The held-out accuracy on the curve (mean over the specs, 0..1) whose
+    /// wall time to reach is reported for each mode (default: ten points
+    /// above the starting policy's).
+    #[arg(long)]
+    target_accuracy: Option<f64>,
     /// The plot's path without extension: `.svg` and `.png` are written.
     #[arg(long, default_value = "target/async_rl/plot")]
     plot: PathBuf,
@@ -202,7 +217,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
     let timeout = Duration::from_secs(600);
 
+    // The trainer computes a step's micro-batches on a thread each, with
+    // candle's own per-operation threads off (too small to pay here).
     let trainer_procs = Host::owned_by(this_proc())
+        .with_env("CANDLE_NUM_THREADS", "1")
         .spawn_procs(shape! { trainer = 1 })
         .await?;
     let trainer = trainer_procs
@@ -217,6 +235,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 lr: args.lr,
                 max_policy_age: args.max_policy_age,
                 kl_coef: args.kl_coef,
+                temperature: args.temperature,
             },
         )
         .await?;
@@ -239,6 +258,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 episodes_per_kind: args.warm_up_episodes,
                 steps: warm_up_steps,
                 lr: args.warm_up_lr,
+                drill_rows: args.warm_up_drills,
                 seed: args.seed,
             })
             .timeout(Duration::from_secs(3600))
@@ -264,6 +284,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         episode: EpisodeConfig {
             max_turns: args.max_turns,
             max_tokens_per_turn: args.max_tokens_per_turn,
+            sampling: Sampling {
+                temperature: args.temperature,
+                ..EpisodeConfig::sampled().sampling
+            },
             ..EpisodeConfig::sampled()
         },
         sync_deadline_ms: 30_000,
@@ -425,21 +449,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for run in &runs {
         print_row(&run.report.mode.to_string(), &run.after, Some(&run.report));
     }
+    // Every run's curve starts at the same starting weights.
+    let start = curves
+        .first()
+        .and_then(|c| c.first())
+        .map_or(0.0, |p| p.accuracy);
+    let target = args.target_accuracy.unwrap_or((start + 0.1).min(1.0));
     for (run, curve) in runs.iter().zip(&curves) {
         let best = curve.iter().map(|p| p.accuracy).fold(0.0, f64::max);
-        match curve.iter().find(|p| p.accuracy >= args.target_accuracy) {
+        match curve.iter().find(|p| p.accuracy >= target) {
             Some(point) => println!(
                 "{}: held-out accuracy {:.0}% (target {:.0}%) reached at {:.1} s (version {})",
                 run.report.mode,
                 point.accuracy * 100.0,
-                args.target_accuracy * 100.0,
+                target * 100.0,
                 point.wall_seconds,
                 point.version
             ),
             None => println!(
                 "{}: held-out accuracy target {:.0}% not reached (best {:.0}%)",
                 run.report.mode,
-                args.target_accuracy * 100.0,
+                target * 100.0,
                 best * 100.0
             ),
         }
