@@ -203,10 +203,20 @@ pub fn train_step(
         .map(|&i| trained_targets(&samples[i].trajectory.model_mask))
         .sum::<usize>()
         .max(1);
-    let micros: Vec<&[usize]> = micro_batches(&by_length, config.micro_batch_tokens, |i| {
-        samples[i].trajectory.tokens.len()
-    })
-    .collect();
+    // With several threads, at least a part for each, so that all of them
+    // have work.
+    let budget = match trainer.threads() {
+        1 => config.micro_batch_tokens,
+        threads => {
+            let tokens: usize = by_length
+                .iter()
+                .map(|&i| samples[i].trajectory.tokens.len())
+                .sum();
+            config.micro_batch_tokens.min(tokens.div_ceil(threads))
+        }
+    };
+    let micros: Vec<&[usize]> =
+        micro_batches(&by_length, budget, |i| samples[i].trajectory.tokens.len()).collect();
     let parts = trainer.accumulate_parallel(&micros, |micro| {
         let sequences: Vec<Sequence<'_>> = micro
             .iter()

@@ -189,6 +189,12 @@ impl Trainer {
         self.optimizer.set_learning_rate(lr);
     }
 
+    /// The threads [`accumulate_parallel`](Self::accumulate_parallel)
+    /// computes parts on ([`TrainerConfig::threads`], at least 1).
+    pub fn threads(&self) -> usize {
+        self.threads.max(1)
+    }
+
     /// The variables trained.
     pub fn vars(&self) -> &[Var] {
         &self.vars
