@@ -2,7 +2,11 @@
 //! CPU, with their memory: the tiny transformer always, SmolLM2 when its
 //! GGUF has been fetched (`scripts/fetch-smollm2.sh`).
 //!
-//!     cargo bench -p monarch-rs-rl --bench models
+//!     CANDLE_NUM_THREADS=1 cargo bench -p monarch-rs-rl --bench models
+//!
+//! (`CANDLE_NUM_THREADS=1` as in the example's trainer process, whose
+//! training steps run their micro-batches on threads of their own; it
+//! allocates with mimalloc, as this bench and the example's processes do.)
 //!
 //! Each figure is the best of three timed runs after a warm-up run, printed
 //! beside the limit this machine sets, measured in the same run: batch-1
@@ -13,6 +17,9 @@
 
 use std::time::Instant;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use monarch_rl::grpo::{train_step, GrpoConfig, Sample};
@@ -22,7 +29,8 @@ use monarch_rl::model::{
 };
 use monarch_rl::pretrain::{demonstrations, PretrainConfig};
 use monarch_rl::train::{
-    pack, policy_loss, token_logprobs, Batch, LossConfig, Sequence, Trainer, TrainerConfig,
+    pack, policy_loss, token_logprobs, Batch, FlatWeights, LossConfig, Sequence, Trainer,
+    TrainerConfig,
 };
 use monarch_rl::zorplex::{Sampling, SpecKind, TaskSpec};
 
@@ -64,6 +72,7 @@ fn main() {
         &limits,
     );
     grpo_step(&model, &vars, &tokenizer);
+    flat_weights("tiny", &vars, 20);
 
     let path = SmolLM2::default_path();
     if path.exists() {
@@ -79,6 +88,7 @@ fn main() {
             loaded,
             &limits,
         );
+        flat_weights("smollm2-135m", &smol.vars, 1);
     } else {
         println!(
             "smollm2: skipped, no GGUF at {} (run scripts/fetch-smollm2.sh)",
@@ -89,10 +99,13 @@ fn main() {
 
 /// A GRPO step of the tiny model on 24 scripted episodes of every spec
 /// (lengths as RL sees them), trained in micro-batches within the default
-/// token budget against the same step in one batch padded to the longest
-/// episode: the peer is the step as it was before micro-batches. Then the
-/// step with a KL penalty, whose frozen reference model runs forward on
-/// every micro-batch too, against the step without one.
+/// token budget on one thread against the same step in one batch padded to
+/// the longest episode (the step as it was before micro-batches); the
+/// micro-batches on [`TrainerConfig::threads`] threads side by side against
+/// one thread (set `CANDLE_NUM_THREADS=1`, as the example's trainer process
+/// does, for candle not to split each operation over the same cores as
+/// well); and the step with a KL penalty, whose frozen reference model runs
+/// forward on every micro-batch too, against the step without one.
 fn grpo_step(model: &TinyTransformer, vars: &VarMap, tokenizer: &ZorplexTokenizer) {
     let warm_up = PretrainConfig {
         episodes_per_kind: 16,
@@ -121,9 +134,17 @@ fn grpo_step(model: &TinyTransformer, vars: &VarMap, tokenizer: &ZorplexTokenize
         .map(|s| s.trajectory.tokens.len())
         .max()
         .unwrap_or(0);
-    let mut trainer = Trainer::new(vars.all_vars(), TrainerConfig::default()).unwrap();
     let (_, reference) = TinyTransformer::seeded(*model.config(), 1, &Device::Cpu).unwrap();
-    let mut seconds = |micro_batch_tokens: usize, kl_coef: f64| {
+    let threads = TrainerConfig::default().threads;
+    let seconds = |micro_batch_tokens: usize, kl_coef: f64, threads: usize| {
+        let mut trainer = Trainer::new(
+            vars.all_vars(),
+            TrainerConfig {
+                threads,
+                ..TrainerConfig::default()
+            },
+        )
+        .unwrap();
         let config = GrpoConfig {
             micro_batch_tokens,
             loss: LossConfig {
@@ -139,14 +160,59 @@ fn grpo_step(model: &TinyTransformer, vars: &VarMap, tokenizer: &ZorplexTokenize
         })
     };
     let budget = GrpoConfig::default().micro_batch_tokens;
-    let micro = seconds(budget, 0.0);
-    let whole = seconds(usize::MAX, 0.0);
-    let with_kl = seconds(budget, 0.2);
+    let micro = seconds(budget, 0.0, threads);
+    let whole = seconds(usize::MAX, 0.0, 1);
+    let with_kl = seconds(budget, 0.2, threads);
+    let one_thread = seconds(budget, 0.0, 1);
     println!(
-        "tiny GRPO step, {} episodes ({tokens} tokens, longest {longest}): one padded batch {whole:.3} s, micro-batches of {budget} tokens {micro:.3} s ({:.2}x faster); with a KL penalty {with_kl:.3} s ({:.2}x the step without)",
+        "tiny GRPO step, {} episodes ({tokens} tokens, longest {longest}): one padded batch {whole:.3} s, micro-batches of {budget} tokens {one_thread:.3} s ({:.2}x faster), the same on {threads} threads {micro:.3} s ({:.2}x faster again; CANDLE_NUM_THREADS={}); with a KL penalty {with_kl:.3} s ({:.2}x the step without)",
         samples.len(),
-        whole / micro,
-        with_kl / micro
+        whole / one_thread,
+        one_thread / micro,
+        std::env::var("CANDLE_NUM_THREADS").unwrap_or_else(|_| "unset".into()),
+        with_kl / micro,
+    );
+}
+
+/// Exporting a model's weights into one flat buffer (what the trainer
+/// publishes) and importing them back (what a generator does after its
+/// one-sided read), against a memcpy of the same bytes between two warm
+/// buffers: the peer a weight sync is measured against. Each timed run
+/// repeats every operation `repeats` times.
+fn flat_weights(name: &str, vars: &VarMap, repeats: usize) {
+    let vars = vars.data().lock().unwrap().clone();
+    let flat = FlatWeights::export(&vars).unwrap();
+    let len = flat.bytes.len();
+    let mut copy = vec![0u8; len];
+    let seconds = |rate: f64| (len * repeats) as f64 / rate;
+    let memcpy = seconds(best_of(|| {
+        for _ in 0..repeats {
+            copy.copy_from_slice(std::hint::black_box(&flat.bytes));
+            std::hint::black_box(&mut copy);
+        }
+        len * repeats
+    }));
+    let import = seconds(best_of(|| {
+        for _ in 0..repeats {
+            flat.import(&vars).unwrap();
+        }
+        len * repeats
+    }));
+    let export = seconds(best_of(|| {
+        for _ in 0..repeats {
+            std::hint::black_box(FlatWeights::export(&vars).unwrap());
+        }
+        len * repeats
+    }));
+    let ms = |s: f64| s * 1e3 / repeats as f64;
+    println!(
+        "{name} flat weights ({:.1} MiB): memcpy {:.3} ms, import {:.3} ms ({:.1}x memcpy), export {:.3} ms ({:.1}x memcpy)",
+        len as f64 / (1u64 << 20) as f64,
+        ms(memcpy),
+        ms(import),
+        import / memcpy,
+        ms(export),
+        export / memcpy
     );
 }
 
