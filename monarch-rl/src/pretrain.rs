@@ -166,47 +166,45 @@ pub fn sum_drills(
             (
                 format!("[Result: {a}]\nAssistant: LOOKUP[{word}]\n[Result: {b}]\nAssistant: "),
                 format!("{} [ANSWER] {}", worked_sum(a, b), a + b),
-                "\n".to_string(),
             )
         })?);
     }
     Ok(out)
 }
 
-/// One row of drill items from `item` (context, what trains, separator),
-/// as many as fit in `max_tokens`.
+/// One row of as many items from `item` (what is given, then what trains,
+/// then an untrained line break) as fit in `max_tokens`.
 fn drill_row(
     max_tokens: usize,
     tokenizer: &dyn TextTokenizer,
-    mut item: impl FnMut() -> (String, String, String),
+    mut item: impl FnMut() -> (String, String),
 ) -> Result<Demonstration, ModelError> {
     let mut row = Demonstration {
         tokens: Vec::with_capacity(max_tokens),
         mask: Vec::with_capacity(max_tokens),
     };
+    let line_break = tokenizer.encode("\n")?;
     loop {
-        let (context, learnt, separator) = item();
+        let (given, learnt) = item();
         let parts = [
-            (tokenizer.encode(&context)?, false),
+            (tokenizer.encode(&given)?, false),
             (tokenizer.encode(&learnt)?, true),
-            (tokenizer.encode(&separator)?, false),
+            (line_break.clone(), false),
         ];
         let len: usize = parts.iter().map(|(ids, _)| ids.len()).sum();
         if row.tokens.len() + len > max_tokens {
-            break;
+            if row.tokens.is_empty() {
+                return Err(ModelError::Config(format!(
+                    "drill_tokens is {max_tokens}, too few for one worked sum of {len} tokens"
+                )));
+            }
+            return Ok(row);
         }
         for (ids, trains) in parts {
             row.mask.extend(std::iter::repeat_n(trains, ids.len()));
             row.tokens.extend(ids);
         }
     }
-    if row.tokens.len() < 2 {
-        return Err(ModelError::TooLong {
-            len: row.tokens.len(),
-            max: max_tokens,
-        });
-    }
-    Ok(row)
 }
 
 /// Trains `model` (whose weights are `vars`) to imitate `demos`, with the
@@ -411,6 +409,12 @@ mod tests {
             }
         }
         assert_eq!(drills, sum_drills(&config, &tokenizer).unwrap(), "seeded");
+        let cramped = PretrainConfig {
+            drill_tokens: 10,
+            ..config
+        };
+        let err = sum_drills(&cramped, &tokenizer).unwrap_err();
+        assert!(err.to_string().contains("drill_tokens is 10"), "{err}");
     }
 
     #[tokio::test(flavor = "current_thread")]
