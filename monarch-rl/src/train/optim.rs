@@ -161,14 +161,22 @@ impl Trainer {
     }
 
     /// Adds gradients computed elsewhere to those of the step being built.
-    fn add_gradients(&mut self, grads: GradStore) -> Result<()> {
-        match self.pending.as_mut() {
-            Some(pending) => add_into(pending, grads, &self.vars),
-            None => {
-                self.pending = Some(grads);
-                Ok(())
-            }
+    fn add_gradients(&mut self, mut grads: GradStore) -> Result<()> {
+        let Some(pending) = self.pending.as_mut() else {
+            self.pending = Some(grads);
+            return Ok(());
+        };
+        for var in &self.vars {
+            let Some(grad) = grads.remove(var.as_tensor()) else {
+                continue;
+            };
+            let sum = match pending.remove(var.as_tensor()) {
+                Some(earlier) => (earlier + grad)?,
+                None => grad,
+            };
+            pending.insert(var.as_tensor(), sum);
         }
+        Ok(())
     }
 
     /// Clips the accumulated gradients and steps; returns their norm before
@@ -199,21 +207,6 @@ impl Trainer {
     pub fn vars(&self) -> &[Var] {
         &self.vars
     }
-}
-
-/// Adds the gradients of `vars` in `grads` to those in `sum`.
-fn add_into(sum: &mut GradStore, mut grads: GradStore, vars: &[Var]) -> Result<()> {
-    for var in vars {
-        let Some(grad) = grads.remove(var.as_tensor()) else {
-            continue;
-        };
-        let total = match sum.remove(var.as_tensor()) {
-            Some(earlier) => (earlier + grad)?,
-            None => grad,
-        };
-        sum.insert(var.as_tensor(), total);
-    }
-    Ok(())
 }
 
 #[cfg(test)]
