@@ -84,8 +84,8 @@ struct Args {
     /// starts from (0: none).
     #[arg(long, default_value_t = 0.2)]
     kl_coef: f64,
-    /// The temperature the generators sample at, and the policy's in the
-    /// loss.
+    /// The temperature the generators sample at (the loss trains the
+    /// policy at the temperature its samples were drawn at).
     #[arg(long, default_value_t = 0.5)]
     temperature: f32,
     /// Seeds the model, the warm-up and the training tasks.
@@ -235,7 +235,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 lr: args.lr,
                 max_policy_age: args.max_policy_age,
                 kl_coef: args.kl_coef,
-                temperature: args.temperature,
             },
         )
         .await?;

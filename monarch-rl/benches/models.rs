@@ -126,6 +126,7 @@ fn grpo_step(model: &TinyTransformer, vars: &VarMap, tokenizer: &ZorplexTokenize
             // Alternating rewards, so that no group is dropped.
             reward: (i % 2) as f64,
             correct: i % 2 == 1,
+            temperature: 1.0,
         })
         .collect();
     let tokens: usize = samples.iter().map(|s| s.trajectory.tokens.len()).sum();

@@ -97,13 +97,15 @@ pub struct Sample {
     pub reward: f64,
     /// Whether it answered correctly.
     pub correct: bool,
+    /// The temperature it was sampled at, which its behaviour
+    /// log-probabilities are under ([`crate::model::Generated::logprobs`]).
+    pub temperature: f32,
 }
 
 /// Runs `config.steps` GRPO steps on `policy`'s model, whose weights are
 /// `vars`; calls `on_step` after each. `reference`, a frozen copy of the
 /// starting model, anchors the policy when the loss has a KL penalty (see
-/// [`train_step`]). The loss's temperature is the episodes' sampling
-/// temperature, whatever `config.loss` says.
+/// [`train_step`]).
 pub async fn train_grpo<M: LanguageModel, T: TextTokenizer>(
     policy: &mut ModelPolicy<M, T>,
     vars: &VarMap,
@@ -112,9 +114,6 @@ pub async fn train_grpo<M: LanguageModel, T: TextTokenizer>(
     mut on_step: impl FnMut(&StepReport),
 ) -> Result<Vec<StepReport>, ModelError> {
     let mut trainer = Trainer::new(vars.all_vars(), config.trainer.clone())?;
-    let mut config = config.clone();
-    config.loss.temperature = f64::from(config.episode.sampling.temperature);
-    let config = &config;
     let mut reports = Vec::with_capacity(config.steps);
     let mut group_index = 0u64;
     for step in 0..config.steps {
@@ -137,6 +136,7 @@ pub async fn train_grpo<M: LanguageModel, T: TextTokenizer>(
                     trajectory: policy.take_trajectory(),
                     reward: episode.reward,
                     correct: episode.correct,
+                    temperature: episode_config.sampling.temperature,
                 });
             }
             group_index += 1;
@@ -157,7 +157,9 @@ pub(crate) fn task_seed(seed: u64, index: u64) -> i64 {
 }
 
 /// One policy-gradient step on `samples` (consecutive groups of
-/// `config.group_size`).
+/// `config.group_size`), at the temperature they were sampled at (the
+/// loss's [`LossConfig::temperature`] is taken from them; samples of
+/// different temperatures are an error).
 ///
 /// With a `reference` model (frozen, of the same tokenizer) each part also
 /// runs through it, for the KL penalty of [`LossConfig::kl_coef`] and the
@@ -193,6 +195,21 @@ pub fn train_step(
     if kept.is_empty() {
         return Ok(report);
     }
+    let temperature = samples[kept[0]].temperature;
+    if let Some(other) = kept
+        .iter()
+        .map(|&i| samples[i].temperature)
+        .find(|&t| t != temperature)
+    {
+        return Err(ModelError::Config(format!(
+            "one step holds samples drawn at temperatures {temperature} and {other}: \
+             their behaviour log-probabilities are under different distributions"
+        )));
+    }
+    let loss_config = LossConfig {
+        temperature: f64::from(temperature),
+        ..config.loss
+    };
     // Micro-batches of similar length, so that a long episode does not pad
     // every short one to its length; each part's loss is scaled by its
     // share of the trained tokens, so their gradients sum to the batch's.
@@ -236,7 +253,7 @@ pub fn train_step(
         let reference_logp = match reference {
             Some(reference) => {
                 let logits =
-                    tempered(&reference.forward(&packed.inputs)?, config.loss.temperature)?;
+                    tempered(&reference.forward(&packed.inputs)?, loss_config.temperature)?;
                 Some(token_logprobs(&logits, &packed.targets)?.detach())
             }
             None => None,
@@ -249,7 +266,7 @@ pub fn train_step(
             advantages: &advantages,
             reference_logp: reference_logp.as_ref(),
         };
-        let (loss, stats) = policy_loss(&batch, &config.loss)?;
+        let (loss, stats) = policy_loss(&batch, &loss_config)?;
         Ok(((loss * (stats.tokens / total_tokens as f64))?, stats))
     })?;
     let stats = LossStats::merge(&parts);
@@ -283,6 +300,7 @@ mod tests {
             },
             reward,
             correct: reward > 0.5,
+            temperature: 1.0,
         }
     }
 
@@ -300,7 +318,12 @@ mod tests {
         let config = TinyConfig::for_tests(16);
         let step = |micro_batch_tokens: usize| {
             let (vars, model) = TinyTransformer::seeded(config, 3, &device).unwrap();
-            let mut trainer = Trainer::new(vars.all_vars(), TrainerConfig::default()).unwrap();
+            // One thread: with more, a step splits itself for each of them.
+            let one_thread = TrainerConfig {
+                threads: 1,
+                ..TrainerConfig::default()
+            };
+            let mut trainer = Trainer::new(vars.all_vars(), one_thread).unwrap();
             let grpo = GrpoConfig {
                 group_size: 2,
                 micro_batch_tokens,
@@ -350,5 +373,38 @@ mod tests {
         assert!(other.kl > 0.01, "{other:?}");
         assert!(other.loss > same.loss, "{same:?} {other:?}");
         assert!(step(None).is_err());
+    }
+
+    /// The loss is the policy's at the samples' temperature, and one step
+    /// does not mix temperatures.
+    #[test]
+    fn a_step_trains_at_the_temperature_its_samples_were_drawn_at() {
+        let device = Device::Cpu;
+        let config = TinyConfig::for_tests(16);
+        let step = |temperatures: [f32; 2]| {
+            let samples: Vec<Sample> = [(&[1u32, 2, 3, 4][..], 1.0), (&[4, 5, 6, 7, 8][..], 0.0)]
+                .into_iter()
+                .zip(temperatures)
+                .map(|((tokens, reward), temperature)| Sample {
+                    temperature,
+                    ..sample(tokens, reward)
+                })
+                .collect();
+            let (vars, model) = TinyTransformer::seeded(config, 3, &device).unwrap();
+            let mut trainer = Trainer::new(vars.all_vars(), TrainerConfig::default()).unwrap();
+            let grpo = GrpoConfig {
+                group_size: 2,
+                ..GrpoConfig::default()
+            };
+            train_step(&model, None, &mut trainer, &samples, &grpo)
+        };
+        let hot = step([1.0, 1.0]).unwrap();
+        let cold = step([0.5, 0.5]).unwrap();
+        assert!(
+            (hot.mean_ratio - cold.mean_ratio).abs() > 1e-4,
+            "{hot:?} {cold:?}"
+        );
+        let err = step([1.0, 0.5]).unwrap_err();
+        assert!(matches!(err, ModelError::Config(_)), "{err}");
     }
 }

@@ -28,6 +28,9 @@ pub struct TrajectoryRecord {
     pub generator: usize,
     /// The version of the weights that played it.
     pub policy_version: u64,
+    /// The temperature it was sampled at, which its behaviour
+    /// log-probabilities are under.
+    pub temperature: f32,
 }
 
 /// All the trajectories of one task: what GRPO's advantages are computed
@@ -165,6 +168,7 @@ mod tests {
                     failure_mode: FailureMode::WrongFormat,
                     generator: 0,
                     policy_version: v,
+                    temperature: 1.0,
                 })
                 .collect(),
         }

@@ -107,6 +107,7 @@ fn made_up_group(version: u64) -> Group {
             failure_mode: FailureMode::WrongAnswer,
             generator: 0,
             policy_version: version,
+            temperature: 1.0,
         })
         .collect();
     Group {
@@ -131,7 +132,6 @@ async fn start(
         lr: 1e-3,
         max_policy_age: 1,
         kl_coef: 0.05,
-        temperature: 1.0,
     };
     let trainer = trainer_procs
         .spawn::<PolicyTrainer>("trainer", params)
@@ -382,7 +382,6 @@ async fn starts_from_a_checkpoint() -> Result<(), Failed> {
         lr: 1e-3,
         max_policy_age: 1,
         kl_coef: 0.1,
-        temperature: 1.0,
     };
     let other = other_procs
         .spawn::<PolicyTrainer>("other", params(model()))
@@ -496,7 +495,6 @@ async fn pretrained(model: ModelSpec, version_bytes: u64) -> Result<(), Failed> 
                 lr: 1e-5,
                 max_policy_age: 1,
                 kl_coef: 0.0,
-                temperature: 1.0,
             },
         )
         .await?;

@@ -134,6 +134,7 @@ impl Generator {
                 failure_mode: episode.failure_mode,
                 generator: self.id,
                 policy_version: version,
+                temperature: config.sampling.temperature,
             });
         }
         Ok(GroupResult {

@@ -44,10 +44,6 @@ pub struct TrainerParams {
     /// model, or the checkpoint loaded); 0 turns it off and saves the
     /// reference model's memory and forward passes.
     pub kl_coef: f64,
-    /// The temperature the generators sample at (their
-    /// [`EpisodeConfig`](crate::zorplex::EpisodeConfig)'s): the loss's
-    /// ([`LossConfig::temperature`]).
-    pub temperature: f32,
 }
 
 /// How to warm the model up (see [`PretrainConfig`]).
@@ -161,7 +157,6 @@ impl PolicyTrainer {
             normalize_std: params.normalize_std,
             loss: LossConfig {
                 kl_coef: params.kl_coef,
-                temperature: f64::from(params.temperature),
                 ..LossConfig::default()
             },
             ..GrpoConfig::default()
@@ -313,6 +308,7 @@ impl PolicyTrainer {
                 trajectory: m.trajectory.clone(),
                 reward: m.reward,
                 correct: m.correct,
+                temperature: m.temperature,
             })
             .collect();
         let started = Instant::now();

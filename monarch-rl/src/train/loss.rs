@@ -35,7 +35,8 @@ pub struct LossConfig {
     /// the model's distribution at this temperature, so [`policy_loss`]
     /// divides the logits by it before taking log-probabilities (the
     /// reference's too, where there is one), as the sampler did for the
-    /// behaviour log-probabilities it recorded.
+    /// behaviour log-probabilities it recorded. [`crate::grpo::train_step`]
+    /// sets it from its samples.
     pub temperature: f64,
 }
 
