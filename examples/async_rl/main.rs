@@ -88,6 +88,16 @@ struct Args {
     /// policy at the temperature its samples were drawn at).
     #[arg(long, default_value_t = 0.5)]
     temperature: f32,
+    /// How often each spec comes up in training, as weights of simple,
+    /// compositional, multi-step and recursive tasks (evaluation scores
+    /// each spec alike).
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 1, 1, 1])]
+    mix: Vec<usize>,
+    /// Weight of the per-token credit for each part of a sum's working
+    /// (the operands copied, each column added) against the rest of its
+    /// group (0: the benchmark's episode reward alone).
+    #[arg(long, default_value_t = 0.0)]
+    working_credit: f32,
     /// Seeds the model, the warm-up and the training tasks.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -193,6 +203,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("worker fault: {event}");
     }));
     let kinds = SpecKind::rl_mix().to_vec();
+    let training_kinds = weighted_turns(&kinds, &args.mix)?;
     let path = || args.model_path.clone().unwrap_or_default();
     let model = match args.model {
         Family::Tiny => ModelSpec::Tiny {
@@ -235,6 +246,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 lr: args.lr,
                 max_policy_age: args.max_policy_age,
                 kl_coef: args.kl_coef,
+                working_credit: args.working_credit,
             },
         )
         .await?;
@@ -321,7 +333,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             groups_per_step: args.groups_per_step,
             group_size: args.group_size,
             max_policy_age: args.max_policy_age,
-            kinds: kinds.clone(),
+            kinds: training_kinds.clone(),
             seed: args.seed + 1,
             call_timeout: timeout,
             kill_generator_after: args.kill_generator_after,
@@ -541,6 +553,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     evaluator_procs.stop().await;
     trainer_procs.stop().await;
     Ok(())
+}
+
+/// The specs trained on, in turn: each of `kinds` as often as its weight in
+/// `mix`, spread over the cycle (weights 1, 3, 1, 2 give S C M R C R C).
+fn weighted_turns(kinds: &[SpecKind], mix: &[usize]) -> Result<Vec<SpecKind>, String> {
+    if mix.len() != kinds.len() || mix.iter().all(|&w| w == 0) {
+        return Err(format!(
+            "--mix takes {} weights, not all 0 (one for each of {}), got {mix:?}",
+            kinds.len(),
+            kinds
+                .iter()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let rounds = mix.iter().copied().max().unwrap_or(0);
+    Ok((0..rounds)
+        .flat_map(|round| {
+            kinds
+                .iter()
+                .zip(mix)
+                .filter(move |(_, &weight)| weight > round)
+                .map(|(&kind, _)| kind)
+        })
+        .collect())
 }
 
 /// A task that keeps the newest weights on the evaluator each time it is

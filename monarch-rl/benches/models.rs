@@ -122,11 +122,13 @@ fn grpo_step(model: &TinyTransformer, vars: &VarMap, tokenizer: &ZorplexTokenize
                 tokens: demo.tokens.clone(),
                 model_mask: demo.mask.clone(),
                 behaviour_logp: vec![-1.0; demo.tokens.len()],
+                text_ends: Vec::new(),
             },
             // Alternating rewards, so that no group is dropped.
             reward: (i % 2) as f64,
             correct: i % 2 == 1,
             temperature: 1.0,
+            working: Vec::new(),
         })
         .collect();
     let tokens: usize = samples.iter().map(|s| s.trajectory.tokens.len()).sum();

@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{LanguageModel, ModelError, ModelPolicy, TextTokenizer, Trajectory};
 use crate::train::{
-    group_advantages, micro_batches, pack, policy_loss, tempered, token_logprobs, trained_targets,
-    Batch, LossConfig, LossStats, Sequence, Trainer, TrainerConfig,
+    group_advantages, micro_batches, pack, part_advantages, policy_loss, tempered, token_logprobs,
+    trained_targets, Batch, LossConfig, LossStats, PartCredit, Sequence, Trainer, TrainerConfig,
 };
-use crate::zorplex::{run_episode, EpisodeConfig, SpecKind, TaskSpec};
+use crate::zorplex::{self, run_episode, Episode, EpisodeConfig, SpecKind, TaskSpec};
 
 /// How to run GRPO.
 #[derive(Clone, Debug)]
@@ -27,6 +27,10 @@ pub struct GrpoConfig {
     pub group_size: usize,
     /// Divide advantages by the group's standard deviation.
     pub normalize_std: bool,
+    /// Weight of the per-token credit for each part of a sum's working
+    /// ([`Sample::working`], [`part_advantages`]); 0 trains on the
+    /// benchmark's episode reward alone.
+    pub working_credit: f32,
     /// The loss.
     pub loss: LossConfig,
     /// The most tokens, padding included, in one forward pass of a step:
@@ -51,6 +55,7 @@ impl Default for GrpoConfig {
             groups_per_step: 4,
             group_size: 8,
             normalize_std: false,
+            working_credit: 0.0,
             micro_batch_tokens: 2048,
             loss: LossConfig::default(),
             trainer,
@@ -100,6 +105,9 @@ pub struct Sample {
     /// The temperature it was sampled at, which its behaviour
     /// log-probabilities are under ([`crate::model::Generated::logprobs`]).
     pub temperature: f32,
+    /// The parts of its working checked on their own ([`working_credits`]),
+    /// for [`GrpoConfig::working_credit`].
+    pub working: Vec<PartCredit>,
 }
 
 /// Runs `config.steps` GRPO steps on `policy`'s model, whose weights are
@@ -132,8 +140,10 @@ pub async fn train_grpo<M: LanguageModel, T: TextTokenizer>(
                 let episode = run_episode(&spec, &task, policy, &episode_config)
                     .await
                     .map_err(|e| ModelError::Tokenizer(e.0))?;
+                let trajectory = policy.take_trajectory();
                 samples.push(Sample {
-                    trajectory: policy.take_trajectory(),
+                    working: working_credits(&episode, &trajectory),
+                    trajectory,
                     reward: episode.reward,
                     correct: episode.correct,
                     temperature: episode_config.sampling.temperature,
@@ -148,6 +158,53 @@ pub async fn train_grpo<M: LanguageModel, T: TextTokenizer>(
         reports.push(report);
     }
     Ok(reports)
+}
+
+/// The checked parts of `episode`'s last working (see
+/// [`zorplex::check_working`]), each with the sampled tokens of
+/// `trajectory` that wrote it; empty where the task has no worked sum or
+/// the trajectory does not say where its tokens' text lies.
+pub fn working_credits(episode: &Episode, trajectory: &Trajectory) -> Vec<PartCredit> {
+    let Some(turn) = episode.turns.last() else {
+        return Vec::new();
+    };
+    let Some(parts) = zorplex::check_working(&episode.task, &turn.output) else {
+        return Vec::new();
+    };
+    parts
+        .into_iter()
+        .map(|part| PartCredit {
+            part: part.index,
+            tokens: trajectory
+                .sampled_tokens_in(turn.start + part.span.start..turn.start + part.span.end),
+            right: part.right,
+        })
+        .filter(|credit| !credit.tokens.is_empty())
+        .collect()
+}
+
+/// The `(B, T)` advantages of the sequences `micro`, packed as `inputs`:
+/// each sequence's own at every target, plus its parts' `extra` at the
+/// targets of their tokens (token `k` is the target at `k - 1`).
+fn token_advantages(
+    micro: &[usize],
+    values: &[f32],
+    extra: &[Vec<(std::ops::Range<usize>, f32)>],
+    inputs: &candle_core::Tensor,
+) -> candle_core::Result<candle_core::Tensor> {
+    let (rows, len) = inputs.dims2()?;
+    let mut out = vec![0f32; rows * len];
+    for (row, &i) in micro.iter().enumerate() {
+        let at = &mut out[row * len..(row + 1) * len];
+        at.fill(values[i]);
+        for (tokens, value) in &extra[i] {
+            let targets = tokens.start.max(1) - 1..(tokens.end - 1).min(len);
+            for target in &mut at[targets] {
+                *target += value;
+            }
+        }
+    }
+    candle_core::Tensor::from_vec(out, (rows, len), inputs.device())
 }
 
 /// The task seed of group `index` of a run seeded `seed`; runs seeded apart
@@ -189,8 +246,17 @@ pub fn train_step(
         kl: 0.0,
         seconds: 0.0,
     };
+    let extra = if config.working_credit == 0.0 {
+        vec![Vec::new(); samples.len()]
+    } else {
+        let working: Vec<Vec<PartCredit>> = samples.iter().map(|s| s.working.clone()).collect();
+        part_advantages(&working, config.group_size, config.working_credit)
+            .map_err(ModelError::Tokenizer)?
+    };
     let kept: Vec<usize> = (0..samples.len())
-        .filter(|&i| advantages.keep[i] && samples[i].trajectory.tokens.len() > 1)
+        .filter(|&i| {
+            (advantages.keep[i] || !extra[i].is_empty()) && samples[i].trajectory.tokens.len() > 1
+        })
         .collect();
     if kept.is_empty() {
         return Ok(report);
@@ -246,10 +312,14 @@ pub fn train_step(
                 }
             })
             .collect();
-        let values: Vec<f32> = micro.iter().map(|&i| advantages.values[i]).collect();
         let packed = pack(&sequences, 0, model.device())?;
         let logits = model.forward(&packed.inputs)?;
-        let advantages = candle_core::Tensor::new(values.as_slice(), model.device())?;
+        let advantages = if micro.iter().all(|&i| extra[i].is_empty()) {
+            let values: Vec<f32> = micro.iter().map(|&i| advantages.values[i]).collect();
+            candle_core::Tensor::new(values.as_slice(), model.device())?
+        } else {
+            token_advantages(micro, &advantages.values, &extra, &packed.inputs)?
+        };
         let reference_logp = match reference {
             Some(reference) => {
                 let logits =
@@ -297,10 +367,12 @@ mod tests {
                 tokens: tokens.to_vec(),
                 model_mask,
                 behaviour_logp,
+                text_ends: Vec::new(),
             },
             reward,
             correct: reward > 0.5,
             temperature: 1.0,
+            working: Vec::new(),
         }
     }
 
@@ -406,5 +478,125 @@ mod tests {
         );
         let err = step([1.0, 0.5]).unwrap_err();
         assert!(matches!(err, ModelError::Config(_)), "{err}");
+    }
+
+    /// An episode whose last turn writes `output` after a prompt, as a
+    /// trajectory of one token per byte, the turn's sampled.
+    fn sum_episode(values: [i64; 2], output: &str) -> (Episode, Trajectory) {
+        use crate::zorplex::{FailureMode, Task, TaskMetadata, Turn};
+        let prompt = "User: What is a + b?\nAssistant: ";
+        let transcript = format!("{prompt}{output}");
+        let episode = Episode {
+            task: Task {
+                question: "What is a + b?".into(),
+                answer: values[0] + values[1],
+                metadata: TaskMetadata::Compositional {
+                    words: vec!["a".into(), "b".into()],
+                    values: values.to_vec(),
+                    op: "+".into(),
+                },
+            },
+            turns: vec![Turn {
+                output: output.into(),
+                start: prompt.len(),
+                tool_calls: Vec::new(),
+            }],
+            extracted_answer: None,
+            correct: false,
+            used_answer_tag: false,
+            reward: 0.0,
+            failure_mode: FailureMode::WrongFormat,
+            transcript: transcript.clone(),
+        };
+        let trajectory = Trajectory {
+            tokens: transcript.bytes().map(u32::from).collect(),
+            model_mask: (0..transcript.len()).map(|i| i >= prompt.len()).collect(),
+            behaviour_logp: (0..transcript.len())
+                .map(|i| if i >= prompt.len() { -1.0 } else { 0.0 })
+                .collect(),
+            text_ends: (1..=transcript.len()).collect(),
+        };
+        (episode, trajectory)
+    }
+
+    #[test]
+    fn working_credits_point_at_the_tokens_of_each_part() {
+        let (episode, trajectory) = sum_episode([48, 57], "48 + 75: 8+5=13, 4+5+1=10, so 103.");
+        let credits = working_credits(&episode, &trajectory);
+        let written: Vec<(usize, String, bool)> = credits
+            .iter()
+            .map(|c| {
+                let bytes: Vec<u8> = trajectory.tokens[c.tokens.clone()]
+                    .iter()
+                    .map(|&t| t as u8)
+                    .collect();
+                (c.part, String::from_utf8(bytes).unwrap(), c.right)
+            })
+            .collect();
+        assert_eq!(
+            written,
+            [
+                (0, "48".to_string(), true),
+                (1, "75".to_string(), false),
+                (2, "8+5=13".to_string(), false),
+                (3, "4+5+1=10".to_string(), true),
+            ]
+        );
+        // Without the tokens' places there is nothing to point at.
+        let unplaced = Trajectory {
+            text_ends: Vec::new(),
+            ..trajectory
+        };
+        assert!(working_credits(&episode, &unplaced).is_empty());
+    }
+
+    #[test]
+    fn part_credit_lands_on_its_targets() {
+        let inputs =
+            candle_core::Tensor::zeros((2, 5), candle_core::DType::U32, &Device::Cpu).unwrap();
+        let extra = vec![vec![(2..4, 1.0)], vec![(5..9, 2.0)]];
+        let advantages = token_advantages(&[0, 1], &[0.5, -0.5], &extra, &inputs).unwrap();
+        assert_eq!(
+            advantages.to_vec2::<f32>().unwrap(),
+            [[0.5, 1.5, 1.5, 0.5, 0.5], [-0.5, -0.5, -0.5, -0.5, 1.5]]
+        );
+    }
+
+    /// A group whose episode rewards are level teaches nothing, unless its
+    /// members' workings differ and the step credits their parts.
+    #[test]
+    fn working_credit_trains_a_group_whose_rewards_are_level() {
+        let device = Device::Cpu;
+        let config = TinyConfig {
+            vocab: 128,
+            ..TinyConfig::for_tests(128)
+        };
+        let samples: Vec<Sample> = ["48 + 57: 8+7=15, 4+5+1=11", "48 + 57: 8+7=14, 4+5+1=10"]
+            .into_iter()
+            .map(|output| {
+                let (episode, trajectory) = sum_episode([48, 57], output);
+                Sample {
+                    working: working_credits(&episode, &trajectory),
+                    trajectory,
+                    reward: 0.0,
+                    correct: false,
+                    temperature: 1.0,
+                }
+            })
+            .collect();
+        let step = |working_credit| {
+            let (vars, model) = TinyTransformer::seeded(config, 3, &device).unwrap();
+            let mut trainer = Trainer::new(vars.all_vars(), TrainerConfig::default()).unwrap();
+            let grpo = GrpoConfig {
+                group_size: 2,
+                working_credit,
+                ..GrpoConfig::default()
+            };
+            train_step(&model, None, &mut trainer, &samples, &grpo).unwrap()
+        };
+        assert_eq!(step(0.0).trained, 0);
+        let credited = step(1.0);
+        assert_eq!(credited.trained, 2);
+        assert!(credited.grad_norm > 0.0, "{credited:?}");
     }
 }

@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use crate::model::Trajectory;
+use crate::train::PartCredit;
 use crate::zorplex::FailureMode;
 
 /// One played episode, as a generator reports it.
@@ -31,6 +32,9 @@ pub struct TrajectoryRecord {
     /// The temperature it was sampled at, which its behaviour
     /// log-probabilities are under.
     pub temperature: f32,
+    /// The parts of its working checked on their own
+    /// ([`crate::grpo::working_credits`]).
+    pub working: Vec<PartCredit>,
 }
 
 /// All the trajectories of one task: what GRPO's advantages are computed
@@ -169,6 +173,7 @@ mod tests {
                     generator: 0,
                     policy_version: v,
                     temperature: 1.0,
+                    working: Vec::new(),
                 })
                 .collect(),
         }

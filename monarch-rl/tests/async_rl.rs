@@ -99,6 +99,7 @@ fn made_up_group(version: u64) -> Group {
                 tokens: vec![5, 9, 12 + i, 7, 30, 8],
                 model_mask: vec![false, false, true, true, true, true],
                 behaviour_logp: vec![0.0, 0.0, -4.0, -4.0, -4.0, -4.0],
+                text_ends: Vec::new(),
             },
             reward: f64::from(i % 2),
             correct: i % 2 == 1,
@@ -108,6 +109,7 @@ fn made_up_group(version: u64) -> Group {
             generator: 0,
             policy_version: version,
             temperature: 1.0,
+            working: Vec::new(),
         })
         .collect();
     Group {
@@ -132,6 +134,7 @@ async fn start(
         lr: 1e-3,
         max_policy_age: 1,
         kl_coef: 0.05,
+        working_credit: 0.0,
     };
     let trainer = trainer_procs
         .spawn::<PolicyTrainer>("trainer", params)
@@ -382,6 +385,7 @@ async fn starts_from_a_checkpoint() -> Result<(), Failed> {
         lr: 1e-3,
         max_policy_age: 1,
         kl_coef: 0.1,
+        working_credit: 0.0,
     };
     let other = other_procs
         .spawn::<PolicyTrainer>("other", params(model()))
@@ -495,6 +499,7 @@ async fn pretrained(model: ModelSpec, version_bytes: u64) -> Result<(), Failed> 
                 lr: 1e-5,
                 max_policy_age: 1,
                 kl_coef: 0.0,
+                working_credit: 0.0,
             },
         )
         .await?;

@@ -10,6 +10,7 @@ use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
 use super::weights::{SyncError, SyncRecord, WeightSource, WeightSync};
+use crate::grpo::working_credits;
 use crate::model::{AnyModel, AnyTokenizer, ModelError, ModelPolicy, ModelSpec};
 use crate::replay::{Group, TrajectoryRecord};
 use crate::train::{FlatError, FlatWeights};
@@ -125,8 +126,10 @@ impl Generator {
             config.sampling.seed =
                 request.sample_seed ^ (member as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
             let episode = cpu_bound(run_episode(&spec, &task, &mut self.policy, &config))?;
+            let trajectory = self.policy.take_trajectory();
             members.push(TrajectoryRecord {
-                trajectory: self.policy.take_trajectory(),
+                working: working_credits(&episode, &trajectory),
+                trajectory,
                 reward: episode.reward,
                 correct: episode.correct,
                 turns: episode.turns.len(),

@@ -44,6 +44,9 @@ pub struct TrainerParams {
     /// model, or the checkpoint loaded); 0 turns it off and saves the
     /// reference model's memory and forward passes.
     pub kl_coef: f64,
+    /// The weight of the per-token credit for each part of a sum's working
+    /// ([`GrpoConfig::working_credit`]); 0 trains on the episode reward alone.
+    pub working_credit: f32,
 }
 
 /// How to warm the model up (see [`PretrainConfig`]).
@@ -155,6 +158,7 @@ impl PolicyTrainer {
         let grpo = GrpoConfig {
             group_size: params.group_size,
             normalize_std: params.normalize_std,
+            working_credit: params.working_credit,
             loss: LossConfig {
                 kl_coef: params.kl_coef,
                 ..LossConfig::default()
@@ -309,6 +313,7 @@ impl PolicyTrainer {
                 reward: m.reward,
                 correct: m.correct,
                 temperature: m.temperature,
+                working: m.working.clone(),
             })
             .collect();
         let started = Instant::now();

@@ -18,6 +18,10 @@ pub struct Trajectory {
     pub model_mask: Vec<bool>,
     /// The behaviour log-probability of each sampled token (0 elsewhere).
     pub behaviour_logp: Vec<f32>,
+    /// Where each token's text ends in the transcript, in bytes: exact for
+    /// sampled tokens; context tokens encoded together (a prompt, a tool
+    /// result) all end where their text does. Empty where unknown.
+    pub text_ends: Vec<usize>,
 }
 
 impl Trajectory {
@@ -26,7 +30,25 @@ impl Trajectory {
         self.model_mask.iter().filter(|&&m| m).count()
     }
 
-    fn push_context(&mut self, tokens: &[u32]) {
+    /// The sampled tokens whose text overlaps `span` of the transcript, as
+    /// a range of token indices (empty where none does).
+    pub fn sampled_tokens_in(&self, span: std::ops::Range<usize>) -> std::ops::Range<usize> {
+        let mut start = None;
+        let mut end = 0;
+        let mut token_start = 0;
+        for (i, (&text_end, &sampled)) in self.text_ends.iter().zip(&self.model_mask).enumerate() {
+            if sampled && token_start < span.end && text_end > span.start {
+                start.get_or_insert(i);
+                end = i + 1;
+            }
+            token_start = text_end;
+        }
+        start.map_or(0..0, |start| start..end)
+    }
+
+    fn push_context(&mut self, tokens: &[u32], text_end: usize) {
+        self.text_ends
+            .extend(std::iter::repeat_n(text_end, tokens.len()));
         self.tokens.extend_from_slice(tokens);
         self.model_mask
             .extend(std::iter::repeat_n(false, tokens.len()));
@@ -34,7 +56,8 @@ impl Trajectory {
             .extend(std::iter::repeat_n(0.0, tokens.len()));
     }
 
-    fn push_sampled(&mut self, tokens: &[u32], logp: &[f32]) {
+    fn push_sampled(&mut self, tokens: &[u32], logp: &[f32], text_ends: &[usize]) {
+        self.text_ends.extend_from_slice(text_ends);
         self.tokens.extend_from_slice(tokens);
         self.model_mask
             .extend(std::iter::repeat_n(true, tokens.len()));
@@ -101,7 +124,7 @@ impl<M: LanguageModel, T: TextTokenizer> ModelPolicy<M, T> {
             self.sampler = Some(Sampler::new(request.sampling));
         }
         let new = self.tokenizer.encode(&request.prompt[self.text.len()..])?;
-        self.trajectory.push_context(&new);
+        self.trajectory.push_context(&new, request.prompt.len());
         self.text = request.prompt.to_string();
         let cache = self.cache.as_mut().expect("set above");
         let sampler = self.sampler.as_mut().expect("set above");
@@ -147,10 +170,18 @@ impl<M: LanguageModel, T: TextTokenizer> ModelPolicy<M, T> {
             generated.ends[kept - 1]
         };
         let context_len = self.trajectory.tokens.len();
-        self.trajectory
-            .push_sampled(&generated.tokens[..kept], &generated.logprobs[..kept]);
+        let base = self.text.len();
+        let ends: Vec<usize> = generated.ends[..kept]
+            .iter()
+            .map(|end| base + end)
+            .collect();
+        self.trajectory.push_sampled(
+            &generated.tokens[..kept],
+            &generated.logprobs[..kept],
+            &ends,
+        );
         let rest = self.tokenizer.encode(&generated.text[whole_end..cut])?;
-        self.trajectory.push_context(&rest);
+        self.trajectory.push_context(&rest, base + cut);
         let cache = self.cache.as_mut().expect("a turn is under way");
         cache.truncate(cache.len().min(context_len + kept))?;
         let text = &generated.text[..cut];
@@ -214,6 +245,23 @@ mod tests {
             assert_eq!(text, episode.transcript);
             assert_eq!(trajectory.tokens.len(), trajectory.model_mask.len());
             assert_eq!(trajectory.tokens.len(), trajectory.behaviour_logp.len());
+            assert_eq!(trajectory.tokens.len(), trajectory.text_ends.len());
+            for (i, &end) in trajectory.text_ends.iter().enumerate() {
+                if trajectory.model_mask[i] {
+                    let before = policy.tokenizer().decode(&trajectory.tokens[..=i]).unwrap();
+                    assert_eq!(end, before.len(), "where sampled token {i} ends");
+                }
+            }
+            assert_eq!(trajectory.text_ends.last(), Some(&text.len()));
+            let last = episode.turns.last().unwrap();
+            let span = last.start..last.start + last.output.len();
+            let tokens = trajectory.sampled_tokens_in(span.clone());
+            assert!(!tokens.is_empty());
+            let covered = policy
+                .tokenizer()
+                .decode(&trajectory.tokens[tokens])
+                .unwrap();
+            assert!(covered.contains(&episode.transcript[span]), "{covered:?}");
             let sampled: usize = episode.turns.iter().map(|t| t.output.len()).sum();
             assert!(trajectory.model_tokens() > 0 && trajectory.model_tokens() <= sampled + 3);
             for (mask, logp) in trajectory.model_mask.iter().zip(&trajectory.behaviour_logp) {

@@ -1,5 +1,10 @@
 //! GRPO-style advantages: each sequence's reward against the others of its
-//! group (the completions of one prompt).
+//! group (the completions of one prompt), and per-token additions for the
+//! parts of a sequence checked on their own.
+
+use std::ops::Range;
+
+use serde::{Deserialize, Serialize};
 
 /// Per-sequence advantages, and which sequences train: those of a group
 /// whose rewards were all equal carry no signal and are dropped.
@@ -54,6 +59,72 @@ pub fn group_advantages(
     Ok(Advantages { values, keep })
 }
 
+/// A part of a sequence that was checked right or wrong on its own (one
+/// column of a worked sum, say), and the tokens it covers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartCredit {
+    /// Which part: parts of the same index are compared across a group.
+    pub part: usize,
+    /// The sequence's tokens it covers.
+    pub tokens: Range<usize>,
+    /// Whether it was right.
+    pub right: bool,
+}
+
+/// Per-token additions to the sequence advantages, from the checked parts
+/// of each sequence (`credits`, one list per sequence, in consecutive
+/// groups of `group`): a part's tokens get `weight` times 1 if it was right
+/// (0 if not) minus the share of its group that got that part right (a
+/// sequence without the part counts as wrong). Parts that every sequence of
+/// the group got right, or all wrong, add nothing.
+///
+/// An episode-level reward blames or credits every token of an attempt at
+/// once; this points at the tokens that made the difference.
+///
+/// ```
+/// use monarch_rl::train::{part_advantages, PartCredit};
+///
+/// let part = |part, tokens, right| PartCredit { part, tokens, right };
+/// let credits = vec![
+///     vec![part(0, 3..5, true), part(1, 6..8, true)],
+///     vec![part(0, 3..5, true), part(1, 6..9, false)],
+/// ];
+/// let extra = part_advantages(&credits, 2, 0.5).unwrap();
+/// assert_eq!(extra[0], vec![(6..8, 0.25)]);
+/// assert_eq!(extra[1], vec![(6..9, -0.25)]);
+/// ```
+pub fn part_advantages(
+    credits: &[Vec<PartCredit>],
+    group: usize,
+    weight: f32,
+) -> Result<Vec<Vec<(Range<usize>, f32)>>, String> {
+    if group == 0 || credits.len() % group != 0 {
+        return Err(format!(
+            "{} sequences do not split into groups of {group}",
+            credits.len()
+        ));
+    }
+    let mut out = Vec::with_capacity(credits.len());
+    for members in credits.chunks(group) {
+        let mut right = std::collections::BTreeMap::<usize, f32>::new();
+        for credit in members.iter().flatten().filter(|c| c.right) {
+            *right.entry(credit.part).or_default() += 1.0;
+        }
+        for member in members {
+            let extra = member
+                .iter()
+                .filter_map(|credit| {
+                    let share = right.get(&credit.part).copied().unwrap_or(0.0) / group as f32;
+                    let value = weight * (f32::from(u8::from(credit.right)) - share);
+                    (value != 0.0).then(|| (credit.tokens.clone(), value))
+                })
+                .collect();
+            out.push(extra);
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +140,34 @@ mod tests {
             vec![true, true, true, true, false, false, false, false]
         );
         assert!(group_advantages(&[1.0, 2.0, 3.0], 2, true).is_err());
+    }
+
+    #[test]
+    fn parts_are_compared_within_their_group_only() {
+        let part = |part, right| PartCredit {
+            part,
+            tokens: part..part + 1,
+            right,
+        };
+        let credits = vec![
+            // Group one: part 2 is right in one of four, missing in one.
+            vec![part(2, true)],
+            vec![part(2, false)],
+            vec![part(2, false)],
+            vec![],
+            // Group two: everyone has part 0 right; part 1 in two of four.
+            vec![part(0, true), part(1, true)],
+            vec![part(0, true), part(1, true)],
+            vec![part(0, true), part(1, false)],
+            vec![part(0, true)],
+        ];
+        let extra = part_advantages(&credits, 4, 1.0).unwrap();
+        assert_eq!(extra[0], vec![(2..3, 0.75)]);
+        assert_eq!(extra[1], vec![(2..3, -0.25)]);
+        assert_eq!(extra[3], vec![]);
+        assert_eq!(extra[4], vec![(1..2, 0.5)]);
+        assert_eq!(extra[6], vec![(1..2, -0.5)]);
+        assert_eq!(extra[7], vec![]);
+        assert!(part_advantages(&credits[..3], 2, 1.0).is_err());
     }
 }

@@ -64,7 +64,7 @@ pub struct Batch<'a> {
     pub mask: &'a Tensor,
     /// The behaviour policy's log-probability of each target, `(B, T)`.
     pub behaviour_logp: &'a Tensor,
-    /// Each sequence's advantage, `(B,)`.
+    /// Each sequence's advantage, `(B,)`, or each target's, `(B, T)`.
     pub advantages: &'a Tensor,
     /// The frozen reference policy's log-probability of each target at the
     /// loss's temperature, `(B, T)`, when there is one: the KL penalty and
@@ -153,11 +153,11 @@ pub fn policy_loss(batch: &Batch<'_>, config: &LossConfig) -> Result<(Tensor, Lo
     let logp = token_logprobs(&tempered(batch.logits, config.temperature)?, batch.targets)?;
     let behaviour = batch.behaviour_logp.to_dtype(dtype)?;
     let ratio = (&logp - &behaviour)?.exp()?;
-    let advantages = batch
-        .advantages
-        .to_dtype(dtype)?
-        .unsqueeze(1)?
-        .broadcast_as(ratio.shape())?;
+    let advantages = batch.advantages.to_dtype(dtype)?;
+    let advantages = match advantages.rank() {
+        1 => advantages.unsqueeze(1)?.broadcast_as(ratio.shape())?,
+        _ => advantages,
+    };
     let fixed_ratio = ratio.detach();
     let (low, high) = (1.0 - config.clip_low, 1.0 + config.clip_high);
     let objective = match config.objective {
@@ -413,5 +413,41 @@ mod tests {
         // A penalty without a reference is refused, not silently dropped.
         let error = policy_loss(&batch(None), &penalised).unwrap_err();
         assert!(error.to_string().contains("reference"), "{error}");
+    }
+
+    #[test]
+    fn per_token_advantages_weigh_each_target() {
+        let device = Device::Cpu;
+        let (logits, targets, mask, behaviour, advantages) = batch_parts(&device);
+        let config = LossConfig::default();
+        let loss = |advantages: &Tensor| {
+            let batch = Batch {
+                logits: logits.as_tensor(),
+                targets: &targets,
+                mask: &mask,
+                behaviour_logp: &behaviour,
+                advantages,
+                reference_logp: None,
+            };
+            policy_loss(&batch, &config).unwrap().1.loss
+        };
+        // The same advantage at every target is the sequence's.
+        let per_token = advantages
+            .unsqueeze(1)
+            .unwrap()
+            .broadcast_as(targets.shape())
+            .unwrap()
+            .contiguous()
+            .unwrap();
+        assert!((loss(&advantages) - loss(&per_token)).abs() < 1e-12);
+        // Raising one trained target's advantage moves the loss by its term.
+        let mut raised = per_token.to_vec2::<f64>().unwrap();
+        let (row, col) = (0..raised.len())
+            .flat_map(|r| (0..raised[r].len()).map(move |c| (r, c)))
+            .find(|&(r, c)| mask.to_vec2::<f64>().unwrap()[r][c] == 1.0)
+            .unwrap();
+        raised[row][col] += 1.0;
+        let raised = Tensor::new(raised, &device).unwrap();
+        assert!(loss(&raised) < loss(&per_token));
     }
 }

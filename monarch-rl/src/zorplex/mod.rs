@@ -48,4 +48,4 @@ pub use spec::{
 };
 pub use table::{multi_step_key, word_index, ZorplexTable, WORDS};
 pub use tools::{Tool, ToolCall, ToolResult};
-pub use worked::worked_sum;
+pub use worked::{check_working, worked_sum, WorkingPart};
