@@ -78,7 +78,7 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     max_policy_age: u64,
     /// Learning rate of the RL steps.
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = 5e-5)]
     lr: f64,
     /// Weight of the KL penalty that anchors the policy to the model RL
     /// starts from (0: none).
@@ -91,12 +91,12 @@ struct Args {
     /// How often each spec comes up in training, as weights of simple,
     /// compositional, multi-step and recursive tasks (evaluation scores
     /// each spec alike).
-    #[arg(long, value_delimiter = ',', default_values_t = [1, 1, 1, 1])]
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 1, 1])]
     mix: Vec<usize>,
     /// Weight of the per-token credit for each part of a sum's working
     /// (the operands copied, each column added) against the rest of its
     /// group (0: the benchmark's episode reward alone).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 1.0)]
     working_credit: f32,
     /// Seeds the model, the warm-up and the training tasks.
     #[arg(long, default_value_t = 0)]
