@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::model::{LanguageModel, ModelError, ModelPolicy, TextTokenizer, Trajectory};
 use crate::train::{
     group_advantages, micro_batches, pack, part_advantages, policy_loss, tempered, token_logprobs,
-    trained_targets, Batch, LossConfig, LossStats, PartCredit, Sequence, Trainer, TrainerConfig,
+    trained_targets, Batch, LossConfig, LossStats, PartCredit, Sequence, TokenAdvantages, Trainer,
+    TrainerConfig,
 };
 use crate::zorplex::{self, run_episode, Episode, EpisodeConfig, SpecKind, TaskSpec};
 
@@ -189,7 +190,7 @@ pub fn working_credits(episode: &Episode, trajectory: &Trajectory) -> Vec<PartCr
 fn token_advantages(
     micro: &[usize],
     values: &[f32],
-    extra: &[Vec<(std::ops::Range<usize>, f32)>],
+    extra: &[TokenAdvantages],
     inputs: &candle_core::Tensor,
 ) -> candle_core::Result<candle_core::Tensor> {
     let (rows, len) = inputs.dims2()?;
@@ -231,7 +232,7 @@ pub fn train_step(
 ) -> Result<StepReport, ModelError> {
     let rewards: Vec<f32> = samples.iter().map(|s| s.reward as f32).collect();
     let advantages = group_advantages(&rewards, config.group_size, config.normalize_std)
-        .map_err(ModelError::Tokenizer)?;
+        .map_err(ModelError::Config)?;
     let n = samples.len().max(1) as f64;
     let mut report = StepReport {
         step: 0,
@@ -251,7 +252,7 @@ pub fn train_step(
     } else {
         let working: Vec<Vec<PartCredit>> = samples.iter().map(|s| s.working.clone()).collect();
         part_advantages(&working, config.group_size, config.working_credit)
-            .map_err(ModelError::Tokenizer)?
+            .map_err(ModelError::Config)?
     };
     let kept: Vec<usize> = (0..samples.len())
         .filter(|&i| {

@@ -71,6 +71,10 @@ pub struct PartCredit {
     pub right: bool,
 }
 
+/// Additions to one sequence's advantage at some of its tokens: each range
+/// of tokens and what it adds there.
+pub type TokenAdvantages = Vec<(Range<usize>, f32)>;
+
 /// Per-token additions to the sequence advantages, from the checked parts
 /// of each sequence (`credits`, one list per sequence, in consecutive
 /// groups of `group`): a part's tokens get `weight` times 1 if it was right
@@ -97,7 +101,7 @@ pub fn part_advantages(
     credits: &[Vec<PartCredit>],
     group: usize,
     weight: f32,
-) -> Result<Vec<Vec<(Range<usize>, f32)>>, String> {
+) -> Result<Vec<TokenAdvantages>, String> {
     if group == 0 || credits.len() % group != 0 {
         return Err(format!(
             "{} sequences do not split into groups of {group}",

@@ -13,7 +13,7 @@ mod loss;
 mod optim;
 mod pack;
 
-pub use advantage::{group_advantages, part_advantages, Advantages, PartCredit};
+pub use advantage::{group_advantages, part_advantages, Advantages, PartCredit, TokenAdvantages};
 pub use flat::{FlatError, FlatWeights, TensorLayout};
 pub use loss::{policy_loss, tempered, token_logprobs, Batch, LossConfig, LossStats, Objective};
 pub use optim::{clip_grad_norm, Trainer, TrainerConfig};
