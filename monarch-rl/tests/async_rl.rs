@@ -21,6 +21,7 @@ use monarch_rl::model::{
     ModelSpec, SmolLM2, TextTokenizer, TinyConfig, Trajectory, ZorplexTokenizer,
 };
 use monarch_rl::replay::{Group, TrajectoryRecord};
+use monarch_rl::train::PartCredit;
 use monarch_rl::zorplex::{EpisodeConfig, FailureMode, Sampling, SpecKind};
 
 /// Every scenario is bounded by this.
@@ -42,6 +43,9 @@ fn main() {
         })
         .test("samples_older_than_the_bound_are_never_trained_on", || {
             Box::pin(stale_refused())
+        })
+        .test("the_trainer_credits_the_parts_of_a_working", || {
+            Box::pin(credited_parts())
         })
         .test("a_trainer_starts_from_a_saved_policy", || {
             Box::pin(starts_from_a_checkpoint())
@@ -116,6 +120,23 @@ fn made_up_group(version: u64) -> Group {
         task_seed: 0,
         members,
     }
+}
+
+/// [`made_up_group`] with every episode reward level, the members
+/// differing only in one checked part of their working (tokens 3 and 4),
+/// right in every other member.
+fn level_group_with_parts(version: u64) -> Group {
+    let mut group = made_up_group(version);
+    for (i, member) in group.members.iter_mut().enumerate() {
+        member.reward = 0.0;
+        member.correct = false;
+        member.working = vec![PartCredit {
+            part: 2,
+            tokens: 3..5,
+            right: i % 2 == 0,
+        }];
+    }
+    group
 }
 
 /// A trainer process and `generators` generator processes.
@@ -359,6 +380,42 @@ async fn stale_refused() -> Result<(), Failed> {
         &format!("only the fresh group is trained on: {mixed:?}"),
     )?;
     pool.stop().await;
+    procs.stop().await;
+    Ok(())
+}
+
+/// The checked parts of a working travel with the trajectories to the
+/// trainer process: a group whose episode rewards are level trains there
+/// when the trainer credits the parts, and is dropped when it does not.
+async fn credited_parts() -> Result<(), Failed> {
+    let procs = Host::owned_by(this_proc())
+        .spawn_procs(shape! { trainer = 1 })
+        .await?;
+    let params = |working_credit| TrainerParams {
+        model: model(),
+        seed: 2,
+        ring_slots: 2,
+        group_size: 4,
+        normalize_std: false,
+        lr: 1e-3,
+        max_policy_age: 1,
+        kl_coef: 0.0,
+        working_credit,
+    };
+    for (name, working_credit, trained) in [("plain", 0.0, 0), ("credited", 1.0, 4)] {
+        let trainer = procs
+            .spawn::<PolicyTrainer>(name, params(working_credit))
+            .await?;
+        let version = trainer.version().call_one().await?;
+        let report = trainer
+            .train(vec![level_group_with_parts(version)])
+            .call_one()
+            .await?;
+        check(
+            report.step.trained == trained && (trained == 0 || report.step.grad_norm > 0.0),
+            &format!("{name}: {trained} sequences trained, got {:?}", report.step),
+        )?;
+    }
     procs.stop().await;
     Ok(())
 }
