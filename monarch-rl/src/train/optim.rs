@@ -243,28 +243,30 @@ mod tests {
     #[test]
     fn parallel_accumulation_sums_every_part_whatever_the_threads() {
         let parts = [0.5f32, -1.25, 2.0, 0.125, 3.0];
-        let grads_with = |threads: usize| {
+        // `None`: one `accumulate` call per part, on this thread.
+        let grads_with = |threads: Option<usize>| {
             let w = Var::new(&[1.5f32, -0.7, 0.3], &Device::Cpu).unwrap();
             let config = TrainerConfig {
-                threads,
+                threads: threads.unwrap_or(1),
                 ..TrainerConfig::default()
             };
             let mut trainer = Trainer::new(vec![w.clone()], config).unwrap();
-            let results = if threads == 0 {
-                for part in &parts {
-                    trainer.accumulate(&cubic(&w, part).unwrap().0).unwrap();
+            let results = match threads {
+                None => {
+                    for part in &parts {
+                        trainer.accumulate(&cubic(&w, part).unwrap().0).unwrap();
+                    }
+                    parts.to_vec()
                 }
-                parts.to_vec()
-            } else {
-                trainer
+                Some(_) => trainer
                     .accumulate_parallel(&parts, |part| cubic(&w, part))
-                    .unwrap()
+                    .unwrap(),
             };
             let pending = trainer.pending.as_ref().unwrap();
             let grad: Vec<f32> = pending.get(w.as_tensor()).unwrap().to_vec1().unwrap();
             (results, grad)
         };
-        let (_, sequential) = grads_with(0);
+        let (_, sequential) = grads_with(None);
         // d/dw of c * w^3 is 3 c w^2, and the parts' c sum to 4.375.
         let expected: Vec<f32> = [1.5f32, -0.7, 0.3]
             .iter()
@@ -274,7 +276,7 @@ mod tests {
             assert!((got - want).abs() < 1e-4, "{sequential:?} vs {expected:?}");
         }
         for threads in [1, 2, 3, 8] {
-            let (results, grad) = grads_with(threads);
+            let (results, grad) = grads_with(Some(threads));
             assert_eq!(results, parts, "results in the parts' order");
             assert_eq!(grad, sequential, "bit for bit with {threads} threads");
         }
