@@ -114,6 +114,10 @@ struct Args {
     /// Rows of worked sums the warm-up trains at each step (0: none).
     #[arg(long, default_value_t = WarmUp::default().drill_rows)]
     warm_up_drills: usize,
+    /// The fraction of the warm-up's demonstrations in which the scripted
+    /// policy misbehaves (guesses, stops early or spams tools).
+    #[arg(long, default_value_t = WarmUp::default().error_rate)]
+    warm_up_error_rate: f64,
     /// First seed of the held-out evaluation tasks.
     #[arg(long, default_value_t = 10_000)]
     eval_seed: i64,
@@ -270,6 +274,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 steps: warm_up_steps,
                 lr: args.warm_up_lr,
                 drill_rows: args.warm_up_drills,
+                error_rate: args.warm_up_error_rate,
                 seed: args.seed,
             })
             .timeout(Duration::from_secs(3600))

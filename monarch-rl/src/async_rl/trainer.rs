@@ -60,6 +60,9 @@ pub struct WarmUp {
     pub lr: f64,
     /// Rows of worked sums trained at each step beside the demonstrations.
     pub drill_rows: usize,
+    /// The fraction of demonstrations in which the scripted policy
+    /// misbehaves ([`PretrainConfig::error_rate`]).
+    pub error_rate: f64,
     /// Seeds the demonstrations and batches.
     pub seed: u64,
 }
@@ -72,6 +75,7 @@ impl Default for WarmUp {
             steps: defaults.steps,
             lr: defaults.lr,
             drill_rows: defaults.drill_rows,
+            error_rate: defaults.error_rate,
             seed: defaults.seed,
         }
     }
@@ -255,6 +259,7 @@ impl PolicyTrainer {
             steps: warm_up.steps,
             lr: warm_up.lr,
             drill_rows: warm_up.drill_rows,
+            error_rate: warm_up.error_rate,
             seed: warm_up.seed,
             ..PretrainConfig::default()
         };
