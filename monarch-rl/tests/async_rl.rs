@@ -139,6 +139,21 @@ fn level_group_with_parts(version: u64) -> Group {
     group
 }
 
+/// The parameters of a small trainer seeded apart from [`start`]'s.
+fn other_trainer(model: ModelSpec, kl_coef: f64) -> TrainerParams {
+    TrainerParams {
+        model,
+        seed: 2,
+        ring_slots: 2,
+        group_size: 4,
+        normalize_std: false,
+        lr: 1e-3,
+        max_policy_age: 1,
+        kl_coef,
+        working_credit: 0.0,
+    }
+}
+
 /// A trainer process and `generators` generator processes.
 async fn start(
     generators: usize,
@@ -391,21 +406,12 @@ async fn credited_parts() -> Result<(), Failed> {
     let procs = Host::owned_by(this_proc())
         .spawn_procs(shape! { trainer = 1 })
         .await?;
-    let params = |working_credit| TrainerParams {
-        model: model(),
-        seed: 2,
-        ring_slots: 2,
-        group_size: 4,
-        normalize_std: false,
-        lr: 1e-3,
-        max_policy_age: 1,
-        kl_coef: 0.0,
-        working_credit,
-    };
     for (name, working_credit, trained) in [("plain", 0.0, 0), ("credited", 1.0, 4)] {
-        let trainer = procs
-            .spawn::<PolicyTrainer>(name, params(working_credit))
-            .await?;
+        let params = TrainerParams {
+            working_credit,
+            ..other_trainer(model(), 0.0)
+        };
+        let trainer = procs.spawn::<PolicyTrainer>(name, params).await?;
         let version = trainer.version().call_one().await?;
         let report = trainer
             .train(vec![level_group_with_parts(version)])
@@ -433,17 +439,7 @@ async fn starts_from_a_checkpoint() -> Result<(), Failed> {
     let other_procs = Host::owned_by(this_proc())
         .spawn_procs(shape! { trainer = 1 })
         .await?;
-    let params = |model: ModelSpec| TrainerParams {
-        model,
-        seed: 2,
-        ring_slots: 2,
-        group_size: 4,
-        normalize_std: false,
-        lr: 1e-3,
-        max_policy_age: 1,
-        kl_coef: 0.1,
-        working_credit: 0.0,
-    };
+    let params = |model: ModelSpec| other_trainer(model, 0.1);
     let other = other_procs
         .spawn::<PolicyTrainer>("other", params(model()))
         .await?;
