@@ -250,7 +250,7 @@ pub fn train_step(
     let extra = if config.working_credit == 0.0 {
         vec![Vec::new(); samples.len()]
     } else {
-        let working: Vec<Vec<PartCredit>> = samples.iter().map(|s| s.working.clone()).collect();
+        let working: Vec<&[PartCredit]> = samples.iter().map(|s| s.working.as_slice()).collect();
         part_advantages(&working, config.group_size, config.working_credit)
             .map_err(ModelError::Config)?
     };

@@ -97,8 +97,8 @@ pub type TokenAdvantages = Vec<(Range<usize>, f32)>;
 /// assert_eq!(extra[0], vec![(6..8, 0.25)]);
 /// assert_eq!(extra[1], vec![(6..9, -0.25)]);
 /// ```
-pub fn part_advantages(
-    credits: &[Vec<PartCredit>],
+pub fn part_advantages<C: AsRef<[PartCredit]>>(
+    credits: &[C],
     group: usize,
     weight: f32,
 ) -> Result<Vec<TokenAdvantages>, String> {
@@ -111,11 +111,12 @@ pub fn part_advantages(
     let mut out = Vec::with_capacity(credits.len());
     for members in credits.chunks(group) {
         let mut right = std::collections::BTreeMap::<usize, f32>::new();
-        for credit in members.iter().flatten().filter(|c| c.right) {
+        for credit in members.iter().flat_map(|m| m.as_ref()).filter(|c| c.right) {
             *right.entry(credit.part).or_default() += 1.0;
         }
         for member in members {
             let extra = member
+                .as_ref()
                 .iter()
                 .filter_map(|credit| {
                     let share = right.get(&credit.part).copied().unwrap_or(0.0) / group as f32;
