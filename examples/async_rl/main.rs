@@ -38,8 +38,8 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use monarch::prelude::*;
 use monarch::rl::async_rl::{
-    evaluate, run_loop, spawn_generators, Generator, GeneratorParams, LoopConfig, LoopReport, Mode,
-    PolicyTrainer, StepMetrics, TrainerParams, WarmUp,
+    evaluate, run_loop, spawn_generators, weighted_kinds, Generator, GeneratorParams, LoopConfig,
+    LoopReport, Mode, PolicyTrainer, StepMetrics, TrainerParams, WarmUp,
 };
 use monarch::rl::model::{ModelSpec, SmolLM2, TextTokenizer, TinyConfig, ZorplexTokenizer};
 use monarch::rl::zorplex::{EpisodeConfig, ReportTable, Sampling, SpecKind, SpecReport};
@@ -207,7 +207,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("worker fault: {event}");
     }));
     let kinds = SpecKind::rl_mix().to_vec();
-    let training_kinds = weighted_turns(&kinds, &args.mix)?;
+    let training_kinds = weighted_kinds(&kinds, &args.mix).map_err(|e| format!("--mix: {e}"))?;
     let path = || args.model_path.clone().unwrap_or_default();
     let model = match args.model {
         Family::Tiny => ModelSpec::Tiny {
@@ -558,32 +558,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     evaluator_procs.stop().await;
     trainer_procs.stop().await;
     Ok(())
-}
-
-/// The specs trained on, in turn: each of `kinds` as often as its weight in
-/// `mix`, spread over the cycle (weights 1, 3, 1, 2 give S C M R C R C).
-fn weighted_turns(kinds: &[SpecKind], mix: &[usize]) -> Result<Vec<SpecKind>, String> {
-    if mix.len() != kinds.len() || mix.iter().all(|&w| w == 0) {
-        return Err(format!(
-            "--mix takes {} weights, not all 0 (one for each of {}), got {mix:?}",
-            kinds.len(),
-            kinds
-                .iter()
-                .map(|k| k.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    let rounds = mix.iter().copied().max().unwrap_or(0);
-    Ok((0..rounds)
-        .flat_map(|round| {
-            kinds
-                .iter()
-                .zip(mix)
-                .filter(move |(_, &weight)| weight > round)
-                .map(|(&kind, _)| kind)
-        })
-        .collect())
 }
 
 /// A task that keeps the newest weights on the evaluator each time it is

@@ -100,6 +100,38 @@ impl Default for LoopConfig {
     }
 }
 
+/// [`LoopConfig::kinds`] for a weighted mix: each of `kinds` as often as its
+/// weight in `weights`, spread over the cycle.
+///
+/// ```
+/// use monarch_rl::async_rl::weighted_kinds;
+/// use monarch_rl::zorplex::SpecKind::{MultiStep, Simple};
+///
+/// let kinds = weighted_kinds(&[Simple, MultiStep], &[1, 3]).unwrap();
+/// assert_eq!(kinds, [Simple, MultiStep, MultiStep, MultiStep]);
+/// assert!(weighted_kinds(&[Simple], &[1, 2]).is_err());
+/// ```
+pub fn weighted_kinds(kinds: &[SpecKind], weights: &[usize]) -> Result<Vec<SpecKind>, LoopError> {
+    if weights.len() != kinds.len() || weights.iter().all(|&w| w == 0) {
+        let names: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
+        return Err(LoopError::Config(format!(
+            "{} weights, not all 0, are needed (one for each of {}); got {weights:?}",
+            kinds.len(),
+            names.join(", ")
+        )));
+    }
+    let rounds = weights.iter().copied().max().unwrap_or(0);
+    Ok((0..rounds)
+        .flat_map(|round| {
+            kinds
+                .iter()
+                .zip(weights)
+                .filter(move |(_, &weight)| weight > round)
+                .map(|(&kind, _)| kind)
+        })
+        .collect())
+}
+
 /// What one trainer step saw, for the progress bar and the metrics file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepMetrics {
@@ -484,4 +516,29 @@ pub async fn evaluate(
         .map(|routed| routed.value)
     });
     futures::future::try_join_all(calls).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zorplex::Difficulty;
+
+    #[test]
+    fn weighted_kinds_spread_each_spec_by_its_weight() {
+        let [s, c, m, r] = SpecKind::rl_mix();
+        assert_eq!(
+            weighted_kinds(&SpecKind::rl_mix(), &[1, 3, 1, 2]).unwrap(),
+            [s, c, m, r, c, r, c]
+        );
+        assert_eq!(c, SpecKind::Compositional(Difficulty::Easy));
+        // A weight of 0 leaves a spec out; all 0 or a count apart is refused.
+        assert_eq!(weighted_kinds(&[s, c], &[0, 2]).unwrap(), [c, c]);
+        for weights in [&[0, 0][..], &[1][..], &[1, 1, 1][..]] {
+            let error = weighted_kinds(&[s, c], weights).unwrap_err();
+            assert!(
+                error.to_string().contains("simple, compositional_easy"),
+                "{error}"
+            );
+        }
+    }
 }

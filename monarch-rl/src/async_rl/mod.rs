@@ -17,7 +17,8 @@ mod trainer;
 mod weights;
 
 pub use driver::{
-    evaluate, run_loop, LoopConfig, LoopError, LoopReport, Mode, PoolEvent, StepMetrics,
+    evaluate, run_loop, weighted_kinds, LoopConfig, LoopError, LoopReport, Mode, PoolEvent,
+    StepMetrics,
 };
 pub use generator::{
     Generator, GeneratorClient, GeneratorError, GeneratorMeshClient, GeneratorParams, GroupRequest,
