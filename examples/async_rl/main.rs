@@ -7,7 +7,7 @@
 //! without a warm-up unless `--warm-up-steps` asks for one (slow on CPU:
 //! 135 M parameters and up).
 //!
-//! `cargo run --release --example async_rl` (a few minutes on two cores);
+//! `cargo run --release --example async_rl` (about 17 minutes on two cores);
 //! `-- --help` lists the flags. A progress bar shows each run's step, reward,
 //! accuracy and policy version (a line per step where stderr is not a
 //! terminal); every step is written as a JSON line to `--metrics` (default
@@ -63,7 +63,7 @@ struct Args {
     #[arg(long, default_value_t = 2)]
     generators: usize,
     /// Trainer steps per mode.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 300)]
     steps: usize,
     /// Groups (tasks) per trainer step.
     #[arg(long, default_value_t = 4)]
@@ -122,7 +122,7 @@ struct Args {
     #[arg(long, default_value_t = 10_000)]
     eval_seed: i64,
     /// Held-out tasks per spec.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 100)]
     eval_tasks: usize,
     /// Most assistant turns per episode.
     #[arg(long, default_value_t = EpisodeConfig::default().max_turns)]
@@ -137,10 +137,10 @@ struct Args {
     #[arg(long, default_value = "target/async_rl/metrics.jsonl")]
     metrics: PathBuf,
     /// Keep the weights for the held-out curve every this many steps.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 10)]
     curve_every: usize,
     /// Held-out tasks per spec for each point of the curve.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 20)]
     curve_tasks: usize,
     /// The held-out accuracy on the curve (mean over the specs, 0..1) whose
     /// wall time to reach is reported for each mode (default: ten points
