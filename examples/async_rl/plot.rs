@@ -64,7 +64,14 @@ struct Panel {
     title: &'static str,
     y_desc: &'static str,
     values: fn(&Series) -> &[(f64, f64)],
+    /// Draw the values thin and their trailing mean over this many points
+    /// thick (for per-step values, too noisy to read one by one), instead
+    /// of a line with a marker at each value.
+    mean_over: Option<usize>,
 }
+
+/// Steps the training reward's thick line is the trailing mean of.
+const REWARD_MEAN_STEPS: usize = 20;
 
 const COLOURS: [RGBColor; 4] = [
     RGBColor(31, 119, 180),
@@ -89,9 +96,10 @@ fn draw<DB: DrawingBackend>(
         (
             &left,
             Panel {
-                title: "Training reward",
+                title: "Training reward (thick: mean of the last 20 steps)",
                 y_desc: "mean reward of the batch",
                 values: |s| &s.reward,
+                mean_over: Some(REWARD_MEAN_STEPS),
             },
         ),
         (
@@ -100,6 +108,7 @@ fn draw<DB: DrawingBackend>(
                 title: "Held-out accuracy (greedy)",
                 y_desc: "accuracy, mean over the specs",
                 values: |s| &s.accuracy,
+                mean_over: None,
             },
         ),
     ];
@@ -109,6 +118,7 @@ fn draw<DB: DrawingBackend>(
             title,
             y_desc,
             values,
+            mean_over,
         },
     ) in panels
     {
@@ -138,20 +148,34 @@ fn draw<DB: DrawingBackend>(
         mesh.draw()?;
         for (i, s) in series.iter().enumerate() {
             let colour = COLOURS[i % COLOURS.len()];
-            let line = chart.draw_series(LineSeries::new(
-                values(s).iter().copied(),
-                colour.stroke_width(2),
-            ))?;
+            let line = match mean_over {
+                Some(window) => {
+                    chart.draw_series(LineSeries::new(
+                        values(s).iter().copied(),
+                        colour.mix(0.3).stroke_width(1),
+                    ))?;
+                    chart.draw_series(LineSeries::new(
+                        trailing_mean(values(s), window),
+                        colour.stroke_width(3),
+                    ))?
+                }
+                None => {
+                    chart.draw_series(
+                        values(s)
+                            .iter()
+                            .map(|&point| Circle::new(point, 3, colour.filled())),
+                    )?;
+                    chart.draw_series(LineSeries::new(
+                        values(s).iter().copied(),
+                        colour.stroke_width(2),
+                    ))?
+                }
+            };
             if labels {
                 line.label(s.name.as_str()).legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
                 });
             }
-            chart.draw_series(
-                values(s)
-                    .iter()
-                    .map(|&point| Circle::new(point, 3, colour.filled())),
-            )?;
         }
         if labels {
             chart
@@ -163,6 +187,24 @@ fn draw<DB: DrawingBackend>(
         }
     }
     root.present()
+}
+
+/// Each point's value replaced by the mean of it and the `window - 1`
+/// points before it (fewer at the start).
+fn trailing_mean(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
+    let window = window.max(1);
+    let mut sum = 0.0;
+    points
+        .iter()
+        .enumerate()
+        .map(|(i, &(t, v))| {
+            sum += v;
+            if i >= window {
+                sum -= points[i - window].1;
+            }
+            (t, sum / (i + 1).min(window) as f64)
+        })
+        .collect()
 }
 
 /// The font text is drawn with, registered with plotters once.
@@ -197,3 +239,21 @@ const SYSTEM_FONTS: [&str; 7] = [
     "/System/Library/Fonts/Supplemental/Arial.ttf",
     "/Library/Fonts/Arial.ttf",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_trailing_mean_covers_the_window_before_each_point() {
+        let points: Vec<(f64, f64)> = [1.0, 3.0, 5.0, 7.0]
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (i as f64, v))
+            .collect();
+        let mean = trailing_mean(&points, 2);
+        assert_eq!(mean, [(0.0, 1.0), (1.0, 2.0), (2.0, 4.0), (3.0, 6.0)]);
+        assert_eq!(trailing_mean(&points, 10)[3], (3.0, 4.0));
+        assert_eq!(trailing_mean(&points, 0), points);
+    }
+}
