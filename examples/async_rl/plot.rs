@@ -61,7 +61,7 @@ const SIZE: (u32, u32) = (1200, 480);
 
 /// One half of the plot: what it shows of each series.
 struct Panel {
-    title: &'static str,
+    title: String,
     y_desc: &'static str,
     values: fn(&Series) -> &[(f64, f64)],
     /// Draw the values thin and their trailing mean over this many points
@@ -96,7 +96,9 @@ fn draw<DB: DrawingBackend>(
         (
             &left,
             Panel {
-                title: "Training reward (thick: mean of the last 20 steps)",
+                title: format!(
+                    "Training reward (thick: mean of the last {REWARD_MEAN_STEPS} steps)"
+                ),
                 y_desc: "mean reward of the batch",
                 values: |s| &s.reward,
                 mean_over: Some(REWARD_MEAN_STEPS),
@@ -105,7 +107,7 @@ fn draw<DB: DrawingBackend>(
         (
             &right,
             Panel {
-                title: "Held-out accuracy (greedy)",
+                title: "Held-out accuracy (greedy)".into(),
                 y_desc: "accuracy, mean over the specs",
                 values: |s| &s.accuracy,
                 mean_over: None,
