@@ -104,9 +104,9 @@ impl ReplayBuffer {
         self.stats.added += 1;
     }
 
-    /// Takes `count` groups, oldest first, once that many are fresh for a
-    /// trainer at `version`; stale groups are dropped first. `None` (and
-    /// nothing taken) when fewer are ready.
+    /// Takes the `count` oldest groups, ordered by task seed, once that
+    /// many are fresh for a trainer at `version`; stale groups are dropped
+    /// first. `None` (and nothing taken) when fewer are ready.
     ///
     /// ```
     /// use monarch_rl::replay::{Group, ReplayBuffer};
@@ -123,7 +123,12 @@ impl ReplayBuffer {
             return None;
         }
         self.stats.sampled += count as u64;
-        Some(self.groups.drain(..count).collect())
+        // The oldest arrivals go, in task order: which generator finished
+        // first must not change the batch the trainer sums its gradients
+        // over in, or the same run would train differently twice.
+        let mut batch: Vec<Group> = self.groups.drain(..count).collect();
+        batch.sort_by_key(|g| g.task_seed);
+        Some(batch)
     }
 
     /// Drops the groups too old for a trainer at `version`.
@@ -197,5 +202,16 @@ mod tests {
             (4, 2, 1, 0)
         );
         assert!(buffer.sample(1, 3).is_none());
+    }
+
+    #[test]
+    fn a_batch_is_the_oldest_groups_in_task_order_whatever_their_arrival() {
+        let mut buffer = ReplayBuffer::new(8, 1);
+        for seed in [7, 3, 5, 1] {
+            buffer.add(group(seed, &[0]));
+        }
+        let seeds = |batch: Vec<Group>| batch.iter().map(|g| g.task_seed).collect::<Vec<_>>();
+        assert_eq!(seeds(buffer.sample(3, 0).unwrap()), [3, 5, 7]);
+        assert_eq!(seeds(buffer.sample(1, 0).unwrap()), [1]);
     }
 }
