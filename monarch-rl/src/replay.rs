@@ -41,7 +41,8 @@ pub struct TrajectoryRecord {
 /// over. A group is only ever added whole.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Group {
-    /// The task's seed, for logs.
+    /// The task's seed: it names the group in logs and orders a batch
+    /// ([`ReplayBuffer::sample`]).
     pub task_seed: i64,
     /// The trajectories, one per member.
     pub members: Vec<TrajectoryRecord>,
