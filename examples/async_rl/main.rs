@@ -26,7 +26,9 @@ mod plot;
 /// Candle allocates a fresh buffer for every tensor: mimalloc keeps freed
 /// pages for the next one instead of returning them to the kernel and
 /// taking page faults on every step (the worker processes are this binary
-/// too).
+/// too). It keeps them for good only with `MIMALLOC_PURGE_DELAY=-1`, which
+/// `cargo run` sets from `.cargo/config.toml` and the workers inherit; set
+/// it yourself where you start the binary another way.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -233,8 +235,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let timeout = Duration::from_secs(600);
 
     // The trainer computes a step's micro-batches on a thread each, with
-    // candle's own per-operation threads off (too small to pay here).
+    // candle's own per-operation threads off (too small to pay here):
+    // candle's matrix products take their thread count from
+    // RAYON_NUM_THREADS, its other operations from CANDLE_NUM_THREADS.
     let trainer_procs = Host::owned_by(this_proc())
+        .with_env("RAYON_NUM_THREADS", "1")
         .with_env("CANDLE_NUM_THREADS", "1")
         .spawn_procs(shape! { trainer = 1 })
         .await?;

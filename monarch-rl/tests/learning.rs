@@ -6,7 +6,8 @@
 
 /// candle allocates a fresh buffer for every tensor; mimalloc reuses freed
 /// pages where the system allocator returns them to the kernel (the warm-up
-/// runs about a fifth faster).
+/// runs about a fifth faster), and with `MIMALLOC_PURGE_DELAY=-1` (set by
+/// `.cargo/config.toml`) never returns them.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -61,9 +62,14 @@ async fn warm_model(
 ) -> (VarMap, ModelPolicy<TinyTransformer, ZorplexTokenizer>) {
     // The warm-up computes its micro-batches on threads side by side; candle
     // splitting each small operation over the same cores only slows it
-    // (TrainerConfig::threads). Set once, before either test runs candle.
+    // (TrainerConfig::threads). Its matrix products follow
+    // RAYON_NUM_THREADS, its other operations CANDLE_NUM_THREADS. Set once,
+    // before either test runs candle.
     static ONE_CANDLE_THREAD: Once = Once::new();
-    ONE_CANDLE_THREAD.call_once(|| std::env::set_var("CANDLE_NUM_THREADS", "1"));
+    ONE_CANDLE_THREAD.call_once(|| {
+        std::env::set_var("RAYON_NUM_THREADS", "1");
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    });
     let tokenizer = ZorplexTokenizer::new();
     let config = TinyConfig {
         vocab: tokenizer.vocab_size(),

@@ -41,8 +41,10 @@ pub struct TrainerConfig {
     /// A small model's operations are too small for candle to spread each
     /// over several cores, so on the CPU a step's micro-batches go faster
     /// side by side, each on a thread of its own; run the process with
-    /// `CANDLE_NUM_THREADS=1` so that candle does not also split each
-    /// operation over the same cores (BENCHMARKS.md, "Policy models").
+    /// `RAYON_NUM_THREADS=1` (which candle's matrix products follow) and
+    /// `CANDLE_NUM_THREADS=1` (its other operations) so that candle does not
+    /// also split each operation over the same cores (BENCHMARKS.md, "Policy
+    /// models").
     pub threads: usize,
 }
 
