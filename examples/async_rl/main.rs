@@ -23,12 +23,12 @@
 mod cpu;
 mod plot;
 
-/// Candle allocates a fresh buffer for every tensor: mimalloc keeps freed
-/// pages for the next one instead of returning them to the kernel and
-/// taking page faults on every step (the worker processes are this binary
-/// too). It keeps them for good only with `MIMALLOC_PURGE_DELAY=-1`, which
-/// `cargo run` sets from `.cargo/config.toml` and the workers inherit; set
-/// it yourself where you start the binary another way.
+/// Candle allocates a fresh buffer for every tensor: mimalloc reuses freed
+/// pages for the next one (the worker processes are this binary too), and
+/// with `MIMALLOC_PURGE_DELAY=-1` never returns them to the kernel, which
+/// would fault them in again on every step. `cargo run` sets it from
+/// `.cargo/config.toml` and the workers inherit it; set it yourself where
+/// you start the binary another way.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

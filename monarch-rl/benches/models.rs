@@ -6,7 +6,10 @@
 //!
 //! (`CANDLE_NUM_THREADS=1` as in the example's trainer process, whose
 //! training steps run their micro-batches on threads of their own; it
-//! allocates with mimalloc, as this bench and the example's processes do.)
+//! allocates with mimalloc, as this bench and the example's processes do.
+//! That process also sets `RAYON_NUM_THREADS=1`, which candle's matrix
+//! products follow; the bench leaves it unset so that its matrix-product
+//! limit uses every core.)
 //!
 //! Each figure is the best of three timed runs after a warm-up run, printed
 //! beside the limit this machine sets, measured in the same run: batch-1
