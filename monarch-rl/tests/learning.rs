@@ -2,7 +2,8 @@
 //! noisy scripted demonstrations lands in the intended accuracy band, and a
 //! short GRPO run raises held-out accuracy on simple tasks by a clear margin.
 //!
-//! About six minutes on two cores; deterministic for a given machine.
+//! About four and a half minutes on two cores; deterministic for a given
+//! machine.
 
 /// candle allocates a fresh buffer for every tensor; mimalloc reuses freed
 /// pages where the system allocator returns them to the kernel (the warm-up
