@@ -417,19 +417,34 @@ fn rms_norm_backward<T: Float + Send + Sync>(x: &[T], weight: &[T], g: &[T], eps
     })
 }
 
-/// A new buffer of `len` values computed in rows `width` wide, in parallel:
-/// `fill(row, out)` writes row `row`.
+/// A new buffer of `len` values computed in rows `width` wide:
+/// `fill(row, out)` writes row `row`. The rows are spread over rayon's
+/// threads when there are several and at least [`PARALLEL_MIN_VALUES`]
+/// values; otherwise they are computed on the calling thread, since a
+/// thread outside rayon's pool hands the work over and sleeps until it is
+/// done, two context switches per call even with one rayon thread.
 fn by_rows<T: Float + Send + Sync>(
     len: usize,
     width: usize,
     fill: impl Fn(usize, &mut [T]) + Sync,
 ) -> Vec<T> {
     let mut out = vec![T::zero(); len];
-    out.par_chunks_mut(width)
-        .enumerate()
-        .for_each(|(row, out)| fill(row, out));
+    if len >= PARALLEL_MIN_VALUES && rayon::current_num_threads() > 1 {
+        out.par_chunks_mut(width)
+            .enumerate()
+            .for_each(|(row, out)| fill(row, out));
+    } else {
+        out.chunks_mut(width)
+            .enumerate()
+            .for_each(|(row, out)| fill(row, out));
+    }
     out
 }
+
+/// The fewest values [`by_rows`] spreads over threads: below it the
+/// hand-over costs about as much as the rows themselves (a few
+/// nanoseconds a value against microseconds a hand-over).
+const PARALLEL_MIN_VALUES: usize = 1 << 15;
 
 /// Row `row` of `values`, rows `width` wide.
 fn row_of<T>(values: &[T], row: usize, width: usize) -> &[T] {
@@ -511,6 +526,27 @@ mod tests {
                         "{a} vs {b} ({dtype:?})"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn rows_are_the_same_on_one_thread_and_several_small_or_large() {
+        let width = 96;
+        let fill = |row: usize, out: &mut [f32]| {
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = (row * width + i) as f32;
+            }
+        };
+        for len in [width * 3, PARALLEL_MIN_VALUES.next_multiple_of(width) * 2] {
+            let expected: Vec<f32> = (0..len).map(|i| i as f32).collect();
+            for threads in [1, 2] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let rows = pool.install(|| by_rows(len, width, fill));
+                assert_eq!(rows, expected, "{len} values on {threads} threads");
             }
         }
     }
