@@ -7,7 +7,7 @@
 //! without a warm-up unless `--warm-up-steps` asks for one (slow on CPU:
 //! 135 M parameters and up).
 //!
-//! `cargo run --release --example async_rl` (about 15 minutes on two cores);
+//! `cargo run --release --example async_rl` (about 10 minutes on two cores);
 //! `-- --help` lists the flags. A progress bar shows each run's step, reward,
 //! accuracy and policy version (a line per step where stderr is not a
 //! terminal); every step is written as a JSON line to `--metrics` (default
