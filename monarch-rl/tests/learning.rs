@@ -2,8 +2,7 @@
 //! noisy scripted demonstrations lands in the intended accuracy band, and a
 //! short GRPO run raises held-out accuracy on simple tasks by a clear margin.
 //!
-//! About four and a half minutes on two cores; deterministic for a given
-//! machine.
+//! About four minutes on two cores; deterministic for a given machine.
 
 /// candle allocates a fresh buffer for every tensor; mimalloc reuses freed
 /// pages where the system allocator returns them to the kernel (the warm-up
