@@ -441,9 +441,10 @@ fn by_rows<T: Float + Send + Sync>(
     out
 }
 
-/// The fewest values [`by_rows`] spreads over threads: below it the
-/// hand-over costs about as much as the rows themselves (a few
-/// nanoseconds a value against microseconds a hand-over).
+/// The fewest values [`by_rows`] spreads over threads. Picked, not tuned:
+/// the calls that the hand-over slowed (generation, a few hundred values
+/// each) lie far below it, and a training step's attention and norms
+/// above it (BENCHMARKS.md, "Kernels off rayon's pool").
 const PARALLEL_MIN_VALUES: usize = 1 << 15;
 
 /// Row `row` of `values`, rows `width` wide.
