@@ -43,7 +43,9 @@ use monarch::rl::async_rl::{
     evaluate, run_loop, spawn_generators, weighted_kinds, Generator, GeneratorParams, LoopConfig,
     LoopReport, Mode, PolicyTrainer, StepMetrics, TrainerParams, WarmUp,
 };
-use monarch::rl::model::{ModelSpec, SmolLM2, TextTokenizer, TinyConfig, ZorplexTokenizer};
+use monarch::rl::model::{
+    ModelSpec, SmolLM2, TextTokenizer, TinyConfig, ZorplexTokenizer, ONE_THREAD_PER_OPERATION,
+};
 use monarch::rl::zorplex::{EpisodeConfig, ReportTable, Sampling, SpecKind, SpecReport};
 use monarch::Host;
 
@@ -117,9 +119,15 @@ struct Args {
     #[arg(long, default_value_t = WarmUp::default().drill_rows)]
     warm_up_drills: usize,
     /// The fraction of the warm-up's demonstrations in which the scripted
-    /// policy misbehaves (guesses, stops early or spams tools).
+    /// policy misbehaves (guesses, stops early or spams tools), for the
+    /// specs `--warm-up-spec-error-rates` does not name.
     #[arg(long, default_value_t = WarmUp::default().error_rate)]
     warm_up_error_rate: f64,
+    /// Specs whose warm-up demonstrations misbehave at their own rate
+    /// instead, as SPEC=RATE pairs separated by commas (default: the
+    /// warm-up's own, recursive_2=0.4).
+    #[arg(long, value_delimiter = ',', value_parser = spec_rate)]
+    warm_up_spec_error_rates: Option<Vec<(SpecKind, f64)>>,
     /// First seed of the held-out evaluation tasks.
     #[arg(long, default_value_t = 10_000)]
     eval_seed: i64,
@@ -162,6 +170,27 @@ struct Args {
     /// `--warm-up-steps` asks for one.
     #[arg(long)]
     init: Option<PathBuf>,
+}
+
+/// `host`, its processes told to keep candle to one thread per operation.
+fn one_thread_per_operation(host: Host) -> Host {
+    ONE_THREAD_PER_OPERATION
+        .iter()
+        .fold(host, |host, &(name, value)| host.with_env(name, value))
+}
+
+/// A SPEC=RATE pair of `--warm-up-spec-error-rates`.
+fn spec_rate(pair: &str) -> Result<(SpecKind, f64), String> {
+    let (spec, rate) = pair
+        .split_once('=')
+        .ok_or_else(|| format!("`{pair}` is not SPEC=RATE (for example recursive_2=0.4)"))?;
+    let spec = spec.parse::<SpecKind>().map_err(|e| e.to_string())?;
+    let rate = rate
+        .parse::<f64>()
+        .ok()
+        .filter(|r| (0.0..=1.0).contains(r))
+        .ok_or_else(|| format!("`{rate}` is not a rate between 0 and 1"))?;
+    Ok((spec, rate))
 }
 
 /// A model family of `--model`.
@@ -235,12 +264,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let timeout = Duration::from_secs(600);
 
     // The trainer computes a step's micro-batches on a thread each, with
-    // candle's own per-operation threads off (too small to pay here):
-    // candle's matrix products take their thread count from
-    // RAYON_NUM_THREADS, its other operations from CANDLE_NUM_THREADS.
-    let trainer_procs = Host::owned_by(this_proc())
-        .with_env("RAYON_NUM_THREADS", "1")
-        .with_env("CANDLE_NUM_THREADS", "1")
+    // candle's own per-operation threads off (too small to pay here).
+    let trainer_procs = one_thread_per_operation(Host::owned_by(this_proc()))
         .spawn_procs(shape! { trainer = 1 })
         .await?;
     let trainer = trainer_procs
@@ -280,6 +305,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 lr: args.warm_up_lr,
                 drill_rows: args.warm_up_drills,
                 error_rate: args.warm_up_error_rate,
+                spec_error_rates: args
+                    .warm_up_spec_error_rates
+                    .clone()
+                    .unwrap_or(WarmUp::default().spec_error_rates),
                 seed: args.seed,
             })
             .timeout(Duration::from_secs(3600))
@@ -315,8 +344,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         id: 0,
     };
     let pool = spawn_generators(args.generators, generator.clone(), timeout).await?;
-    let evaluator_procs = Host::owned_by(this_proc())
-        .with_env("RAYON_NUM_THREADS", "1")
+    let evaluator_procs = one_thread_per_operation(Host::owned_by(this_proc()))
         .spawn_procs(shape! { evaluator = 1 })
         .await?;
     let evaluator = evaluator_procs

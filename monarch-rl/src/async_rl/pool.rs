@@ -7,6 +7,7 @@ use std::time::Duration;
 use monarch_core::prelude::*;
 
 use super::generator::{Generator, GeneratorParams};
+use crate::model::ONE_THREAD_PER_OPERATION;
 use crate::service::{probe, Service, ServiceConfig, ServiceError};
 
 /// The generators of a run: a service of [`Generator`] replicas.
@@ -16,8 +17,8 @@ pub type GeneratorPool = Service<Generator>;
 pub const GENERATORS: &str = "generator";
 
 /// Starts `count` generators made from `params` (replica `id` gets `id` as
-/// its generator id), each in its own process with a one-thread math pool,
-/// so that generators do not fight over cores with each other or the
+/// its generator id), each in its own process with candle kept to one
+/// thread per operation ([`ONE_THREAD_PER_OPERATION`]), so that generators do not fight over cores with each other or the
 /// trainer. Unhealthy generators are probed every `probe_every`; calls
 /// through the service are given `timeout`.
 pub async fn spawn_generators(
@@ -30,7 +31,10 @@ pub async fn spawn_generators(
         probe_every: Duration::from_secs(1),
         probe_timeout: Duration::from_secs(10).min(timeout),
         call_timeout: timeout,
-        env: vec![("RAYON_NUM_THREADS".into(), "1".into())],
+        env: ONE_THREAD_PER_OPERATION
+            .iter()
+            .map(|&(name, value)| (name.into(), value.into()))
+            .collect(),
         ..ServiceConfig::default()
     };
     let probe_timeout = config.probe_timeout;

@@ -21,6 +21,7 @@ use crate::model::{
 use crate::pretrain::{demonstrations, pretrain, sum_drills, PretrainConfig, PretrainReport};
 use crate::replay::Group;
 use crate::train::{FlatError, FlatWeights, LossConfig, Trainer, TrainerConfig};
+use crate::zorplex::SpecKind;
 
 /// How a [`PolicyTrainer`] is made.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -50,7 +51,7 @@ pub struct TrainerParams {
 }
 
 /// How to warm the model up (see [`PretrainConfig`]).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WarmUp {
     /// Demonstrations per spec.
     pub episodes_per_kind: usize,
@@ -63,6 +64,9 @@ pub struct WarmUp {
     /// The fraction of demonstrations in which the scripted policy
     /// misbehaves ([`PretrainConfig::error_rate`]).
     pub error_rate: f64,
+    /// Specs whose demonstrations misbehave at their own rate
+    /// ([`PretrainConfig::spec_error_rates`]).
+    pub spec_error_rates: Vec<(SpecKind, f64)>,
     /// Seeds the demonstrations and batches.
     pub seed: u64,
 }
@@ -76,6 +80,7 @@ impl Default for WarmUp {
             lr: defaults.lr,
             drill_rows: defaults.drill_rows,
             error_rate: defaults.error_rate,
+            spec_error_rates: defaults.spec_error_rates,
             seed: defaults.seed,
         }
     }
@@ -260,6 +265,7 @@ impl PolicyTrainer {
             lr: warm_up.lr,
             drill_rows: warm_up.drill_rows,
             error_rate: warm_up.error_rate,
+            spec_error_rates: warm_up.spec_error_rates,
             seed: warm_up.seed,
             ..PretrainConfig::default()
         };

@@ -36,6 +36,21 @@ pub use tiny::{TinyConfig, TinyTransformer};
 pub use tokenizer::{StreamDecoder, TextTokenizer};
 pub use vocab::ZorplexTokenizer;
 
+/// The environment that keeps candle to one thread per operation, for a
+/// process that runs a small model: candle's matrix products take their
+/// thread count from `RAYON_NUM_THREADS`, its other operations from
+/// `CANDLE_NUM_THREADS`. A small model's operations are too small to pay for
+/// splitting over cores; its process goes faster running a step's
+/// micro-batches, or its episodes, side by side on threads of its own
+/// ([`crate::train::TrainerConfig::threads`]; BENCHMARKS.md, "Policy models").
+///
+/// ```
+/// let mut command = std::process::Command::new("worker");
+/// command.envs(monarch_rl::model::ONE_THREAD_PER_OPERATION);
+/// ```
+pub const ONE_THREAD_PER_OPERATION: [(&str, &str); 2] =
+    [("RAYON_NUM_THREADS", "1"), ("CANDLE_NUM_THREADS", "1")];
+
 /// A causal language model that generation and training drive.
 pub trait LanguageModel: Send + Sync {
     /// The logits of the next token after each of `step`'s tokens,

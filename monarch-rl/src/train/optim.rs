@@ -41,10 +41,9 @@ pub struct TrainerConfig {
     /// A small model's operations are too small for candle to spread each
     /// over several cores, so on the CPU a step's micro-batches go faster
     /// side by side, each on a thread of its own; run the process with
-    /// `RAYON_NUM_THREADS=1` (which candle's matrix products follow) and
-    /// `CANDLE_NUM_THREADS=1` (its other operations) so that candle does not
-    /// also split each operation over the same cores (BENCHMARKS.md, "Policy
-    /// models").
+    /// [`ONE_THREAD_PER_OPERATION`](crate::model::ONE_THREAD_PER_OPERATION)
+    /// in its environment so that candle does not also split each operation
+    /// over the same cores (BENCHMARKS.md, "Policy models").
     pub threads: usize,
 }
 
