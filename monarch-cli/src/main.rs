@@ -195,7 +195,8 @@ struct EvalArgs {
     /// Tasks per spec.
     #[arg(long, default_value_t = 50)]
     tasks: usize,
-    /// Seed of the task generator (the noisy policies use seed + 1).
+    /// First seed of the tasks: task i is the first task of seed + i, each
+    /// from a table of its own (the noisy policies use seed + 1).
     #[arg(long, default_value_t = 42)]
     seed: i64,
     /// Evaluate only these specs (repeatable); all by default.

@@ -29,8 +29,9 @@ pub struct SpecReport {
     pub failure_modes: BTreeMap<FailureMode, usize>,
 }
 
-/// Runs `tasks` episodes of each spec in `kinds` (seeded with `seed`), making a
-/// fresh policy for each spec with `make_policy`.
+/// Runs `tasks` episodes of each spec in `kinds` (the tasks of
+/// [`evaluate_spec`]), making a fresh policy for each spec with
+/// `make_policy`.
 pub async fn evaluate<P, F>(
     kinds: &[SpecKind],
     seed: i64,
@@ -51,7 +52,14 @@ where
     Ok(reports)
 }
 
-/// Runs `tasks` episodes of `kind` (seeded with `seed`) with `policy`.
+/// Runs `tasks` episodes of `kind` with `policy`: task `i` is the first task
+/// of seed `seed + i`.
+///
+/// Every task comes from a table of its own. A seed draws one table (26
+/// words and their values or redirects), and its tasks ask about those few
+/// words again and again; a policy that decodes greedily answers a question
+/// asked twice alike, so a hundred tasks of one seed would measure little
+/// more than two dozen.
 pub async fn evaluate_spec<P: Policy>(
     kind: SpecKind,
     seed: i64,
@@ -60,7 +68,6 @@ pub async fn evaluate_spec<P: Policy>(
     config: &EpisodeConfig,
     policy: &mut P,
 ) -> Result<SpecReport, PolicyError> {
-    let mut spec = TaskSpec::new(kind, seed).with_compat(compat);
     let mut report = SpecReport {
         spec: kind.to_string(),
         tasks,
@@ -71,7 +78,8 @@ pub async fn evaluate_spec<P: Policy>(
         mean_reward: 0.0,
         failure_modes: FailureMode::ALL.iter().map(|&m| (m, 0)).collect(),
     };
-    for _ in 0..tasks {
+    for index in 0..tasks {
+        let mut spec = TaskSpec::new(kind, seed + index as i64).with_compat(compat);
         let task = spec.generate_task();
         let episode = run_episode(&spec, &task, policy, config).await?;
         report.accuracy += f64::from(u8::from(episode.correct));
