@@ -128,7 +128,8 @@ struct Args {
     /// warm-up's own, recursive_2=0.4).
     #[arg(long, value_delimiter = ',', value_parser = spec_rate)]
     warm_up_spec_error_rates: Option<Vec<(SpecKind, f64)>>,
-    /// First seed of the held-out evaluation tasks.
+    /// First seed of the held-out evaluation tasks (task i is the first
+    /// task of this seed + i, each from a table of its own).
     #[arg(long, default_value_t = 10_000)]
     eval_seed: i64,
     /// Held-out tasks per spec.

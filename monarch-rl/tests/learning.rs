@@ -25,7 +25,8 @@ use monarch_rl::zorplex::{
     evaluate_spec, Compat, EpisodeConfig, ReportTable, Sampling, SpecKind, SpecReport,
 };
 
-/// Held-out tasks: seeds no warm-up or RL run draws from.
+/// Held-out tasks: seeds no warm-up or RL run draws from (task i is the
+/// first task of `HELD_OUT + i`, each from a table of its own).
 const HELD_OUT: i64 = 10_000;
 
 /// The intended band of the warm model's accuracy on compositional and

@@ -150,8 +150,9 @@ impl Generator {
         })
     }
 
-    /// Evaluates the newest weights on `tasks` tasks of `kind` from `seed`,
-    /// at `temperature` (0: greedy).
+    /// Evaluates the newest weights on `tasks` tasks of `kind`, the first of
+    /// each of the seeds from `seed` on ([`evaluate_spec`]), at
+    /// `temperature` (0: greedy).
     #[endpoint]
     async fn evaluate(
         &mut self,
