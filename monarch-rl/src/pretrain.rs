@@ -72,9 +72,9 @@ impl Default for PretrainConfig {
             episodes_per_kind: 400,
             error_rate: 0.3,
             // Recursive demonstrations are the easiest to imitate: at the
-            // shared rate the warm model solved 64% of recursive tasks,
-            // above the 20-50% band, and 25% at this one (BENCHMARKS.md,
-            // "Policy models").
+            // shared rate the warm model solved 54% of held-out recursive
+            // tasks, above the 20-50% band, and 38% at this one
+            // (BENCHMARKS.md, "A recursive error rate of its own").
             spec_error_rates: vec![(SpecKind::Recursive { max_depth: 2 }, 0.4)],
             steps: 500,
             batch_size: 16,

@@ -140,7 +140,8 @@ async fn the_default_warm_up_lands_in_the_band() {
 /// model only as far as its sampled failures differ in reward, and that
 /// depends on the whole warm-up (with the default's higher rate for
 /// recursive demonstrations, this warm-up's model went from 15% to 22.5%
-/// in the same ten steps; BENCHMARKS.md, "Policy models").
+/// in the same ten steps, on tasks of one table; BENCHMARKS.md, "Policy
+/// models").
 #[tokio::test(flavor = "current_thread")]
 async fn grpo_raises_simple_accuracy_by_a_clear_margin() {
     let warm_up = PretrainConfig {
