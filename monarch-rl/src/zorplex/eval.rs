@@ -139,3 +139,39 @@ impl fmt::Display for ReportTable<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zorplex::GenerateRequest;
+
+    /// Records the question of each episode and answers nothing.
+    #[derive(Default)]
+    struct Questions(Vec<String>);
+
+    impl Policy for Questions {
+        async fn generate(&mut self, request: &GenerateRequest<'_>) -> Result<String, PolicyError> {
+            let start = request.prompt.rfind("User: ").expect("a question");
+            let question = request.prompt[start..].lines().next().unwrap_or_default();
+            self.0.push(question.to_string());
+            Ok(String::new())
+        }
+    }
+
+    #[tokio::test]
+    async fn every_task_comes_from_a_table_of_its_own() {
+        let kind = SpecKind::Simple;
+        let mut policy = Questions::default();
+        let config = EpisodeConfig::default();
+        evaluate_spec(kind, 500, 60, Compat::default(), &config, &mut policy)
+            .await
+            .unwrap();
+        let expected: Vec<String> = (0..60)
+            .map(|i| {
+                let task = TaskSpec::new(kind, 500 + i).generate_task();
+                format!("User: {}", task.question)
+            })
+            .collect();
+        assert_eq!(policy.0, expected);
+    }
+}
