@@ -18,9 +18,10 @@ pub const GENERATORS: &str = "generator";
 
 /// Starts `count` generators made from `params` (replica `id` gets `id` as
 /// its generator id), each in its own process with candle kept to one
-/// thread per operation ([`ONE_THREAD_PER_OPERATION`]), so that generators do not fight over cores with each other or the
-/// trainer. Unhealthy generators are probed every `probe_every`; calls
-/// through the service are given `timeout`.
+/// thread per operation ([`ONE_THREAD_PER_OPERATION`]), so that generators
+/// do not fight over cores with each other or the trainer. Unhealthy
+/// generators are probed every `probe_every`; calls through the service
+/// are given `timeout`.
 pub async fn spawn_generators(
     count: usize,
     params: GeneratorParams,
