@@ -224,6 +224,9 @@ enum PolicyChoice {
     StopEarly,
     /// Sometimes calls tools over and over.
     SpamTools,
+    /// Sometimes gives up where a task turns hard (a large value, or a
+    /// second redirect).
+    GiveUpWhenHard,
     /// A trained model from `--model-path`.
     Model,
 }
@@ -413,6 +416,7 @@ fn run_eval(args: &EvalArgs) -> Result<(), String> {
             PolicyChoice::SkipTools => Noise::SkipTools,
             PolicyChoice::StopEarly => Noise::StopEarly,
             PolicyChoice::SpamTools => Noise::SpamTools,
+            PolicyChoice::GiveUpWhenHard => Noise::GiveUpWhenHard,
             PolicyChoice::Model => return eval_model(&kinds, args, compat, &config).await,
         };
         let seed = args.seed.wrapping_add(1);

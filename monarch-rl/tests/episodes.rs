@@ -3,7 +3,7 @@
 
 use monarch_rl::zorplex::{
     evaluate, run_episode, Compat, EpisodeConfig, FailureMode, GenerateRequest, Noise, NoisyPolicy,
-    OraclePolicy, Policy, PolicyError, SpecKind, TaskSpec,
+    OraclePolicy, Policy, PolicyError, SpecKind, TaskSpec, HARD_VALUE,
 };
 use proptest::prelude::*;
 
@@ -51,6 +51,7 @@ fn noisy_policies_fail_the_way_they_misbehave() {
                     Noise::SkipTools => FailureMode::WrongAnswer,
                     Noise::StopEarly => FailureMode::WrongFormat,
                     Noise::SpamTools => FailureMode::ToolSpam,
+                    Noise::GiveUpWhenHard => unreachable!("not one of the reference's"),
                 };
                 assert_eq!(
                     episode.failure_mode, expected,
@@ -60,6 +61,7 @@ fn noisy_policies_fail_the_way_they_misbehave() {
                 match noise {
                     Noise::SkipTools => assert_eq!(episode.tool_call_count(), 0),
                     Noise::StopEarly => assert!(!episode.used_answer_tag),
+                    Noise::GiveUpWhenHard => unreachable!("not one of the reference's"),
                     Noise::SpamTools => {
                         assert_eq!(episode.turns.len(), config.max_turns);
                         assert!(
@@ -70,6 +72,57 @@ fn noisy_policies_fail_the_way_they_misbehave() {
                     }
                 }
             }
+        }
+    }
+}
+
+#[test]
+fn giving_up_when_hard_stops_only_after_a_hard_result_and_never_instead_of_an_answer() {
+    let config = EpisodeConfig::default();
+    let looks_hard = |results: &[String]| match results {
+        [.., before, last] if before.starts_with("SEE: ") && last.starts_with("SEE: ") => true,
+        [.., last] => last.parse::<i64>().is_ok_and(|v| v >= HARD_VALUE),
+        [] => false,
+    };
+    for kind in SpecKind::rl_mix() {
+        let mut spec = TaskSpec::new(kind, 9);
+        let mut policy = NoisyPolicy::new(kind, Noise::GiveUpWhenHard, 1.0, 4);
+        let (mut solved, mut gave_up) = (0, 0);
+        for _ in 0..60 {
+            let task = spec.generate_task();
+            let episode = block_on(run_episode(&spec, &task, &mut policy, &config)).unwrap();
+            let results: Vec<String> = episode
+                .turns
+                .iter()
+                .flat_map(|t| t.tool_calls.iter().map(|(_, r)| r.to_string()))
+                .collect();
+            if episode.failure_mode == FailureMode::Success {
+                solved += 1;
+                continue;
+            }
+            gave_up += 1;
+            assert_eq!(
+                episode.failure_mode,
+                FailureMode::WrongFormat,
+                "{kind}: {}",
+                episode.transcript
+            );
+            assert!(looks_hard(&results), "{kind}: {}", episode.transcript);
+            // Up to the last tool result it played as the oracle did.
+            let earlier: Vec<bool> = (1..results.len())
+                .map(|n| looks_hard(&results[..n]))
+                .collect();
+            assert!(!earlier.contains(&true), "{kind}: {}", episode.transcript);
+        }
+        match kind {
+            // The last result of these is the answer, reported at once.
+            SpecKind::Simple | SpecKind::MultiStep => assert_eq!(gave_up, 0, "{kind}"),
+            // Two values of which either may be large; chains of two
+            // redirects or more.
+            _ => assert!(
+                solved > 5 && gave_up > 5,
+                "{kind}: {solved} solved, {gave_up} gave up"
+            ),
         }
     }
 }

@@ -42,7 +42,7 @@ pub use episode::{
 };
 pub use eval::{evaluate, evaluate_spec, ReportTable, SpecReport};
 pub use pyrandom::PyRandom;
-pub use scripted::{Noise, NoisyPolicy, OraclePolicy};
+pub use scripted::{Noise, NoisyPolicy, OraclePolicy, UnknownNoise, HARD_VALUE};
 pub use spec::{
     Compat, Difficulty, Evaluation, SpecKind, Task, TaskMetadata, TaskSpec, UnknownSpec,
 };

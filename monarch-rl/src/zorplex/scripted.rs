@@ -1,9 +1,12 @@
 //! Scripted policies: an oracle that solves tasks through the tools, and noisy
 //! variants of it that fail in one chosen way at a seeded rate.
 
+use std::fmt;
+use std::str::FromStr;
 use std::sync::LazyLock;
 
 use regex::Regex;
+use serde::{Deserialize, Serialize};
 
 use super::episode::{GenerateRequest, Policy, PolicyError};
 use super::{worked_sum, PyRandom, SpecKind};
@@ -79,7 +82,19 @@ impl Policy for OraclePolicy {
 }
 
 /// The way a [`NoisyPolicy`] misbehaves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+///
+/// Its name, as [`Display`](fmt::Display) writes and [`FromStr`] reads it,
+/// is the variant's in snake case:
+///
+/// ```
+/// use monarch_rl::zorplex::Noise;
+///
+/// let noise: Noise = "give_up_when_hard".parse().unwrap();
+/// assert_eq!(noise, Noise::GiveUpWhenHard);
+/// assert_eq!(Noise::SpamTools.to_string(), "spam_tools");
+/// assert!("give_up".parse::<Noise>().is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Noise {
     /// Answers at once with a guess, without calling any tool.
     SkipTools,
@@ -87,11 +102,59 @@ pub enum Noise {
     StopEarly,
     /// Calls the same tool again and again instead of answering.
     SpamTools,
+    /// Plays as the oracle until a tool result looks hard and more work
+    /// than reporting an answer is left, then stops without an answer. A
+    /// result looks hard when it is a value of [`HARD_VALUE`] or more, or
+    /// a redirect that follows a redirect.
+    GiveUpWhenHard,
 }
 
+/// The smallest value at which [`Noise::GiveUpWhenHard`] gives up.
+pub const HARD_VALUE: i64 = 70;
+
 impl Noise {
-    /// Every kind of noise.
+    /// The ways the reference's scripted policies misbehave, which a
+    /// warm-up demonstrates for a spec unless told otherwise.
     pub const ALL: [Noise; 3] = [Noise::SkipTools, Noise::StopEarly, Noise::SpamTools];
+
+    /// Every way, [`Noise::ALL`] and those of this crate.
+    pub const EVERY: [Noise; 4] = [
+        Noise::SkipTools,
+        Noise::StopEarly,
+        Noise::SpamTools,
+        Noise::GiveUpWhenHard,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Noise::SkipTools => "skip_tools",
+            Noise::StopEarly => "stop_early",
+            Noise::SpamTools => "spam_tools",
+            Noise::GiveUpWhenHard => "give_up_when_hard",
+        }
+    }
+}
+
+impl fmt::Display for Noise {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A name that is no [`Noise`]'s.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown noise `{0}`: expected skip_tools, stop_early, spam_tools or give_up_when_hard")]
+pub struct UnknownNoise(pub String);
+
+impl FromStr for Noise {
+    type Err = UnknownNoise;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Noise::EVERY
+            .into_iter()
+            .find(|n| n.name() == s)
+            .ok_or_else(|| UnknownNoise(s.to_string()))
+    }
 }
 
 /// An oracle that, in a seeded fraction of episodes, misbehaves as its [`Noise`]
@@ -134,6 +197,14 @@ impl NoisyPolicy {
             }
             Noise::StopEarly if conversation.results.is_empty() => self.oracle.next_turn(prompt),
             Noise::StopEarly => "I am not sure how to go on from here.".into(),
+            Noise::GiveUpWhenHard => {
+                let turn = self.oracle.next_turn(prompt);
+                if looks_hard(&conversation.results) && !turn.starts_with("[ANSWER]") {
+                    "I am not sure how to go on from here.".into()
+                } else {
+                    turn
+                }
+            }
             Noise::SpamTools => {
                 let call = self.oracle.next_turn(&strip_results(prompt));
                 call.lines().next().unwrap_or_default().to_string() + "\n"
@@ -146,6 +217,16 @@ impl Policy for NoisyPolicy {
     async fn generate(&mut self, request: &GenerateRequest<'_>) -> Result<String, PolicyError> {
         let text = self.next_turn(request.prompt);
         Ok(stream_out(&text, request))
+    }
+}
+
+/// Whether the latest of `results` looks hard ([`Noise::GiveUpWhenHard`]).
+fn looks_hard(results: &[String]) -> bool {
+    let redirect = |r: &String| r.starts_with("SEE: ");
+    match results {
+        [.., before, last] if redirect(before) && redirect(last) => true,
+        [.., last] => last.trim().parse::<i64>().is_ok_and(|v| v >= HARD_VALUE),
+        [] => false,
     }
 }
 
