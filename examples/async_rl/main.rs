@@ -7,7 +7,7 @@
 //! without a warm-up unless `--warm-up-steps` asks for one (slow on CPU:
 //! 135 M parameters and up).
 //!
-//! `cargo run --release --example async_rl` (about 10 minutes on two cores);
+//! `cargo run --release --example async_rl` (about 11 minutes on two cores);
 //! `-- --help` lists the flags. A progress bar shows each run's step, reward,
 //! accuracy and policy version (a line per step where stderr is not a
 //! terminal); every step is written as a JSON line to `--metrics` (default
@@ -46,7 +46,7 @@ use monarch::rl::async_rl::{
 use monarch::rl::model::{
     ModelSpec, SmolLM2, TextTokenizer, TinyConfig, ZorplexTokenizer, ONE_THREAD_PER_OPERATION,
 };
-use monarch::rl::zorplex::{EpisodeConfig, ReportTable, Sampling, SpecKind, SpecReport};
+use monarch::rl::zorplex::{EpisodeConfig, Noise, ReportTable, Sampling, SpecKind, SpecReport};
 use monarch::Host;
 
 /// Async RL on Zorplex with the tiny transformer (or SmolLM2, or Qwen2).
@@ -95,7 +95,7 @@ struct Args {
     /// How often each spec comes up in training, as weights of simple,
     /// compositional, multi-step and recursive tasks (evaluation scores
     /// each spec alike).
-    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 1, 1])]
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 3, 1, 2])]
     mix: Vec<usize>,
     /// Weight of the per-token credit for each part of a sum's working
     /// (the operands copied, each column added) against the rest of its
@@ -119,15 +119,23 @@ struct Args {
     #[arg(long, default_value_t = WarmUp::default().drill_rows)]
     warm_up_drills: usize,
     /// The fraction of the warm-up's demonstrations in which the scripted
-    /// policy misbehaves (guesses, stops early or spams tools), for the
-    /// specs `--warm-up-spec-error-rates` does not name.
+    /// policy misbehaves, for the specs `--warm-up-spec-error-rates` does
+    /// not name.
     #[arg(long, default_value_t = WarmUp::default().error_rate)]
     warm_up_error_rate: f64,
     /// Specs whose warm-up demonstrations misbehave at their own rate
     /// instead, as SPEC=RATE pairs separated by commas (default: the
-    /// warm-up's own, recursive_2=0.4).
+    /// warm-up's own, compositional_easy=0.7 and recursive_2=0.7).
     #[arg(long, value_delimiter = ',', value_parser = spec_rate)]
     warm_up_spec_error_rates: Option<Vec<(SpecKind, f64)>>,
+    /// Specs whose warm-up demonstrations misbehave only in the named ways,
+    /// as SPEC=NOISE+NOISE pairs separated by commas, each NOISE one of
+    /// skip_tools, stop_early, spam_tools, give_up_when_hard (default: the
+    /// warm-up's own, compositional_easy=give_up_when_hard and
+    /// recursive_2=give_up_when_hard; a spec not named misbehaves in the
+    /// first three ways, in equal shares).
+    #[arg(long, value_delimiter = ',', value_parser = spec_noises)]
+    warm_up_spec_noises: Option<Vec<(SpecKind, Vec<Noise>)>>,
     /// First seed of the held-out evaluation tasks (task i is the first
     /// task of this seed + i, each from a table of its own).
     #[arg(long, default_value_t = 10_000)]
@@ -192,6 +200,19 @@ fn spec_rate(pair: &str) -> Result<(SpecKind, f64), String> {
         .filter(|r| (0.0..=1.0).contains(r))
         .ok_or_else(|| format!("`{rate}` is not a rate between 0 and 1"))?;
     Ok((spec, rate))
+}
+
+/// Parses one `SPEC=NOISE+NOISE` pair of `--warm-up-spec-noises`.
+fn spec_noises(pair: &str) -> Result<(SpecKind, Vec<Noise>), String> {
+    let (spec, noises) = pair.split_once('=').ok_or_else(|| {
+        format!("`{pair}` is not SPEC=NOISE+NOISE (for example recursive_2=give_up_when_hard)")
+    })?;
+    let spec = spec.parse::<SpecKind>().map_err(|e| e.to_string())?;
+    let noises = noises
+        .split('+')
+        .map(|n| n.parse::<Noise>().map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((spec, noises))
 }
 
 /// A model family of `--model`.
@@ -310,6 +331,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .warm_up_spec_error_rates
                     .clone()
                     .unwrap_or(WarmUp::default().spec_error_rates),
+                spec_noises: args
+                    .warm_up_spec_noises
+                    .clone()
+                    .unwrap_or(WarmUp::default().spec_noises),
                 seed: args.seed,
             })
             .timeout(Duration::from_secs(3600))

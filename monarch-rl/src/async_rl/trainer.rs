@@ -21,7 +21,7 @@ use crate::model::{
 use crate::pretrain::{demonstrations, pretrain, sum_drills, PretrainConfig, PretrainReport};
 use crate::replay::Group;
 use crate::train::{FlatError, FlatWeights, LossConfig, Trainer, TrainerConfig};
-use crate::zorplex::SpecKind;
+use crate::zorplex::{Noise, SpecKind};
 
 /// How a [`PolicyTrainer`] is made.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -67,6 +67,9 @@ pub struct WarmUp {
     /// Specs whose demonstrations misbehave at their own rate
     /// ([`PretrainConfig::spec_error_rates`]).
     pub spec_error_rates: Vec<(SpecKind, f64)>,
+    /// Specs whose demonstrations misbehave only in the named ways
+    /// ([`PretrainConfig::spec_noises`]).
+    pub spec_noises: Vec<(SpecKind, Vec<Noise>)>,
     /// Seeds the demonstrations and batches.
     pub seed: u64,
 }
@@ -81,6 +84,7 @@ impl Default for WarmUp {
             drill_rows: defaults.drill_rows,
             error_rate: defaults.error_rate,
             spec_error_rates: defaults.spec_error_rates,
+            spec_noises: defaults.spec_noises,
             seed: defaults.seed,
         }
     }
@@ -266,6 +270,7 @@ impl PolicyTrainer {
             drill_rows: warm_up.drill_rows,
             error_rate: warm_up.error_rate,
             spec_error_rates: warm_up.spec_error_rates,
+            spec_noises: warm_up.spec_noises,
             seed: warm_up.seed,
             ..PretrainConfig::default()
         };
