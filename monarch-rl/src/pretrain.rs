@@ -440,20 +440,10 @@ mod tests {
         assert_eq!(config.error_rate_of(recursive), 0.0);
         let demos = demonstrations(&config, &tokenizer).await.unwrap();
         // Only the scripted oracle answers without guessing; the noisy
-        // variants guess, give up or keep calling tools. (The prompt's
-        // worked example answers too: read only what the policy wrote.)
-        let clean: Vec<bool> = demos
+        // variants guess, give up or keep calling tools.
+        let clean: Vec<bool> = written_texts(&demos, &tokenizer)
             .iter()
-            .map(|d| {
-                let written: Vec<u32> = d
-                    .tokens
-                    .iter()
-                    .zip(&d.mask)
-                    .filter_map(|(&token, &written)| written.then_some(token))
-                    .collect();
-                let text = tokenizer.decode(&written).unwrap();
-                text.contains("[ANSWER]") && !text.contains("guess")
-            })
+            .map(|text| text.contains("[ANSWER]") && !text.contains("guess"))
             .collect();
         assert_eq!(clean[..12], [false; 12], "simple: every one misbehaves");
         assert_eq!(clean[12..], [true; 12], "recursive: none does");
@@ -462,7 +452,7 @@ mod tests {
     #[tokio::test]
     async fn a_spec_with_its_own_noises_misbehaves_only_in_those_ways() {
         let tokenizer = ZorplexTokenizer::new();
-        let compositional = SpecKind::rl_mix()[1];
+        let compositional = SpecKind::Compositional(Difficulty::Easy);
         let config = PretrainConfig {
             kinds: vec![SpecKind::Simple, compositional],
             episodes_per_kind: 12,
@@ -474,7 +464,17 @@ mod tests {
         assert_eq!(config.noises_of(SpecKind::Simple), [Noise::StopEarly]);
         assert_eq!(config.noises_of(compositional), Noise::ALL);
         let demos = demonstrations(&config, &tokenizer).await.unwrap();
-        let written: Vec<String> = demos
+        let written = written_texts(&demos, &tokenizer);
+        let stops = |text: &String| text.contains("not sure how to go on");
+        assert!(written[..12].iter().all(stops), "simple: every one stops");
+        let guesses = written[12..].iter().filter(|t| t.contains("guess")).count();
+        assert_eq!(guesses, 4, "compositional: a third of them guess");
+    }
+
+    /// What the policy wrote in each demonstration: the prompt's worked
+    /// example answers too, so only the masked tokens tell.
+    fn written_texts(demos: &[Demonstration], tokenizer: &ZorplexTokenizer) -> Vec<String> {
+        demos
             .iter()
             .map(|d| {
                 let ids: Vec<u32> = d
@@ -485,11 +485,7 @@ mod tests {
                     .collect();
                 tokenizer.decode(&ids).unwrap()
             })
-            .collect();
-        let stops = |text: &String| text.contains("not sure how to go on");
-        assert!(written[..12].iter().all(stops), "simple: every one stops");
-        let guesses = written[12..].iter().filter(|t| t.contains("guess")).count();
-        assert_eq!(guesses, 4, "compositional: a third of them guess");
+            .collect()
     }
 
     #[test]
