@@ -190,10 +190,7 @@ fn one_thread_per_operation(host: Host) -> Host {
 
 /// A SPEC=RATE pair of `--warm-up-spec-error-rates`.
 fn spec_rate(pair: &str) -> Result<(SpecKind, f64), String> {
-    let (spec, rate) = pair
-        .split_once('=')
-        .ok_or_else(|| format!("`{pair}` is not SPEC=RATE (for example recursive_2=0.4)"))?;
-    let spec = spec.parse::<SpecKind>().map_err(|e| e.to_string())?;
+    let (spec, rate) = spec_pair(pair, "SPEC=RATE", "recursive_2=0.4")?;
     let rate = rate
         .parse::<f64>()
         .ok()
@@ -202,17 +199,24 @@ fn spec_rate(pair: &str) -> Result<(SpecKind, f64), String> {
     Ok((spec, rate))
 }
 
-/// Parses one `SPEC=NOISE+NOISE` pair of `--warm-up-spec-noises`.
+/// A SPEC=NOISE+NOISE pair of `--warm-up-spec-noises`.
 fn spec_noises(pair: &str) -> Result<(SpecKind, Vec<Noise>), String> {
-    let (spec, noises) = pair.split_once('=').ok_or_else(|| {
-        format!("`{pair}` is not SPEC=NOISE+NOISE (for example recursive_2=give_up_when_hard)")
-    })?;
-    let spec = spec.parse::<SpecKind>().map_err(|e| e.to_string())?;
+    let (spec, noises) = spec_pair(pair, "SPEC=NOISE+NOISE", "recursive_2=give_up_when_hard")?;
     let noises = noises
         .split('+')
         .map(|n| n.parse::<Noise>().map_err(|e| e.to_string()))
         .collect::<Result<Vec<_>, _>>()?;
     Ok((spec, noises))
+}
+
+/// The spec of a `SPEC=...` pair written as `form` (`example` shows one),
+/// and the text after the `=`.
+fn spec_pair<'a>(pair: &'a str, form: &str, example: &str) -> Result<(SpecKind, &'a str), String> {
+    let (spec, rest) = pair
+        .split_once('=')
+        .ok_or_else(|| format!("`{pair}` is not {form} (for example {example})"))?;
+    let spec = spec.parse::<SpecKind>().map_err(|e| e.to_string())?;
+    Ok((spec, rest))
 }
 
 /// A model family of `--model`.
