@@ -118,6 +118,10 @@ struct Args {
     /// Rows of worked sums the warm-up trains at each step (0: none).
     #[arg(long, default_value_t = WarmUp::default().drill_rows)]
     warm_up_drills: usize,
+    /// The weight of the worked sums' loss in the warm-up against the
+    /// demonstrations' (which weighs 1; 0: the drills train nothing).
+    #[arg(long, default_value_t = WarmUp::default().drill_weight, value_parser = weight)]
+    warm_up_drill_weight: f64,
     /// The fraction of the warm-up's demonstrations in which the scripted
     /// policy misbehaves, for the specs `--warm-up-spec-error-rates` does
     /// not name.
@@ -186,6 +190,14 @@ fn one_thread_per_operation(host: Host) -> Host {
     ONE_THREAD_PER_OPERATION
         .iter()
         .fold(host, |host, &(name, value)| host.with_env(name, value))
+}
+
+/// A weight of `--warm-up-drill-weight`: a finite number of 0 or more.
+fn weight(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|w| w.is_finite() && *w >= 0.0)
+        .ok_or_else(|| format!("`{text}` is not a weight (a number of 0 or more)"))
 }
 
 /// A SPEC=RATE pair of `--warm-up-spec-error-rates`.
@@ -330,6 +342,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 steps: warm_up_steps,
                 lr: args.warm_up_lr,
                 drill_rows: args.warm_up_drills,
+                drill_weight: args.warm_up_drill_weight,
                 error_rate: args.warm_up_error_rate,
                 spec_error_rates: args
                     .warm_up_spec_error_rates

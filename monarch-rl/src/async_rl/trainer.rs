@@ -61,6 +61,9 @@ pub struct WarmUp {
     pub lr: f64,
     /// Rows of worked sums trained at each step beside the demonstrations.
     pub drill_rows: usize,
+    /// The weight of the worked sums' loss against the demonstrations'
+    /// ([`PretrainConfig::drill_weight`]).
+    pub drill_weight: f64,
     /// The fraction of demonstrations in which the scripted policy
     /// misbehaves ([`PretrainConfig::error_rate`]).
     pub error_rate: f64,
@@ -82,6 +85,7 @@ impl Default for WarmUp {
             steps: defaults.steps,
             lr: defaults.lr,
             drill_rows: defaults.drill_rows,
+            drill_weight: defaults.drill_weight,
             error_rate: defaults.error_rate,
             spec_error_rates: defaults.spec_error_rates,
             spec_noises: defaults.spec_noises,
@@ -268,6 +272,7 @@ impl PolicyTrainer {
             steps: warm_up.steps,
             lr: warm_up.lr,
             drill_rows: warm_up.drill_rows,
+            drill_weight: warm_up.drill_weight,
             error_rate: warm_up.error_rate,
             spec_error_rates: warm_up.spec_error_rates,
             spec_noises: warm_up.spec_noises,
