@@ -86,7 +86,7 @@ struct Args {
     lr: f64,
     /// Weight of the KL penalty that anchors the policy to the model RL
     /// starts from (0: none).
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.1)]
     kl_coef: f64,
     /// The temperature the generators sample at (the loss trains the
     /// policy at the temperature its samples were drawn at).
