@@ -556,10 +556,7 @@ mod tests {
         };
         let demos = demonstrations(&config, &tokenizer).await.unwrap();
         let drills = sum_drills(&config, &tokenizer).unwrap();
-        let shape = TinyConfig {
-            vocab: tokenizer.vocab_size(),
-            ..TinyConfig::for_tests(512)
-        };
+        let shape = small_shape(&tokenizer);
         // One step from the same start: its loss, taken before the step, is
         // the demonstrations' mean plus the weight times the drills' mean.
         let first_loss = |drill_weight| {
@@ -599,15 +596,21 @@ mod tests {
             ..PretrainConfig::default()
         };
         let demos = demonstrations(&config, &tokenizer).await.unwrap();
-        let shape = TinyConfig {
-            vocab: tokenizer.vocab_size(),
-            ..TinyConfig::for_tests(512)
-        };
+        let shape = small_shape(&tokenizer);
         let (vars, model) = TinyTransformer::seeded(shape, 0, &Device::Cpu).unwrap();
         let err = pretrain(&model, &vars, tokenizer.pad(), &demos, &[], &config).unwrap_err();
         assert!(matches!(err, ModelError::Config(_)), "{err}");
         let drills = sum_drills(&config, &tokenizer).unwrap();
         let report = pretrain(&model, &vars, tokenizer.pad(), &demos, &drills, &config).unwrap();
         assert_eq!(report.steps, 1);
+    }
+
+    /// A model shape small enough for a warm-up step to take milliseconds,
+    /// over the Zorplex vocabulary.
+    fn small_shape(tokenizer: &ZorplexTokenizer) -> TinyConfig {
+        TinyConfig {
+            vocab: tokenizer.vocab_size(),
+            ..TinyConfig::for_tests(512)
+        }
     }
 }
