@@ -547,14 +547,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn the_drills_loss_counts_at_its_weight() {
-        let tokenizer = ZorplexTokenizer::new();
-        let config = PretrainConfig {
-            episodes_per_kind: 2,
-            steps: 1,
-            drill_rows: 2,
-            ..PretrainConfig::default()
-        };
-        let demos = demonstrations(&config, &tokenizer).await.unwrap();
+        let (tokenizer, config, demos) = one_step_warm_up(2).await;
         let drills = sum_drills(&config, &tokenizer).unwrap();
         let shape = small_shape(&tokenizer);
         // One step from the same start: its loss, taken before the step, is
@@ -589,13 +582,8 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_warm_up_that_asks_for_drills_needs_them() {
-        let tokenizer = ZorplexTokenizer::new();
-        let config = PretrainConfig {
-            episodes_per_kind: 2,
-            steps: 1,
-            ..PretrainConfig::default()
-        };
-        let demos = demonstrations(&config, &tokenizer).await.unwrap();
+        let (tokenizer, config, demos) =
+            one_step_warm_up(PretrainConfig::default().drill_rows).await;
         let shape = small_shape(&tokenizer);
         let (vars, model) = TinyTransformer::seeded(shape, 0, &Device::Cpu).unwrap();
         let err = pretrain(&model, &vars, tokenizer.pad(), &demos, &[], &config).unwrap_err();
@@ -603,6 +591,23 @@ mod tests {
         let drills = sum_drills(&config, &tokenizer).unwrap();
         let report = pretrain(&model, &vars, tokenizer.pad(), &demos, &drills, &config).unwrap();
         assert_eq!(report.steps, 1);
+    }
+
+    /// A warm-up of one step over two demonstrations per spec, with
+    /// `drill_rows` rows of worked sums: the tokenizer, the config and the
+    /// demonstrations.
+    async fn one_step_warm_up(
+        drill_rows: usize,
+    ) -> (ZorplexTokenizer, PretrainConfig, Vec<Demonstration>) {
+        let tokenizer = ZorplexTokenizer::new();
+        let config = PretrainConfig {
+            episodes_per_kind: 2,
+            steps: 1,
+            drill_rows,
+            ..PretrainConfig::default()
+        };
+        let demos = demonstrations(&config, &tokenizer).await.unwrap();
+        (tokenizer, config, demos)
     }
 
     /// A model shape small enough for a warm-up step to take milliseconds,
