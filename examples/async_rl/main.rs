@@ -129,7 +129,7 @@ struct Args {
     warm_up_error_rate: f64,
     /// Specs whose warm-up demonstrations misbehave at their own rate
     /// instead, as SPEC=RATE pairs separated by commas (default: the
-    /// warm-up's own, compositional_easy=0.7 and recursive_2=0.7).
+    /// warm-up's own, compositional_easy=0.7 and recursive_2=0.6).
     #[arg(long, value_delimiter = ',', value_parser = spec_rate)]
     warm_up_spec_error_rates: Option<Vec<(SpecKind, f64)>>,
     /// Specs whose warm-up demonstrations misbehave only in the named ways,
