@@ -99,8 +99,8 @@ impl Default for PretrainConfig {
             // the recursive give-up came out all but certain (the model
             // sampled at temperature 1 gave up in 16 of 16 tries), so a
             // group rarely held a sample that went on; at 60% some do, and
-            // RL removes the give-ups within about 50 steps (BENCHMARKS.md,
-            // "Fewer recursive give-ups in the warm-up").
+            // RL removes the give-ups within 50-90 steps in three seeds
+            // (BENCHMARKS.md, "Fewer recursive give-ups in the warm-up").
             spec_error_rates: vec![
                 (SpecKind::Compositional(Difficulty::Easy), 0.7),
                 (SpecKind::Recursive { max_depth: 2 }, 0.6),
