@@ -96,8 +96,9 @@ impl Default for PretrainConfig {
             // failure in too few demonstrations to be the model's choice: it
             // failed by imitating badly instead, which RL mends slowly
             // (BENCHMARKS.md, "Giving up when a task turns hard"). At 70%
-            // the recursive give-up came out all but certain (the model
-            // sampled at temperature 1 gave up in 16 of 16 tries), so a
+            // the recursive give-up came out all but certain (sampled at
+            // temperature 1, the model gave up in 16 of 16 tries on every
+            // task where it gave up at all), so a
             // group rarely held a sample that went on; at 60% some do, and
             // RL removes the give-ups within 50-90 steps in three seeds
             // (BENCHMARKS.md, "Fewer recursive give-ups in the warm-up").
