@@ -132,6 +132,7 @@ fn grpo_step(model: &TinyTransformer, vars: &VarMap, tokenizer: &ZorplexTokenize
             correct: i % 2 == 1,
             temperature: 1.0,
             working: Vec::new(),
+            lookups: Vec::new(),
         })
         .collect();
     let tokens: usize = samples.iter().map(|s| s.trajectory.tokens.len()).sum();

@@ -32,6 +32,10 @@ pub struct GrpoConfig {
     /// ([`Sample::working`], [`part_advantages`]); 0 trains on the
     /// benchmark's episode reward alone.
     pub working_credit: f32,
+    /// Weight of the per-token credit for each lookup of a recursive
+    /// task's chain ([`Sample::lookups`], [`part_advantages`]); 0 trains
+    /// on the benchmark's episode reward alone.
+    pub lookup_credit: f32,
     /// The loss.
     pub loss: LossConfig,
     /// The most tokens, padding included, in one forward pass of a step:
@@ -57,6 +61,7 @@ impl Default for GrpoConfig {
             group_size: 8,
             normalize_std: false,
             working_credit: 0.0,
+            lookup_credit: 0.0,
             micro_batch_tokens: 2048,
             loss: LossConfig::default(),
             trainer,
@@ -109,6 +114,9 @@ pub struct Sample {
     /// The parts of its working checked on their own ([`working_credits`]),
     /// for [`GrpoConfig::working_credit`].
     pub working: Vec<PartCredit>,
+    /// Its lookups of a recursive task's chain checked on their own
+    /// ([`lookup_credits`]), for [`GrpoConfig::lookup_credit`].
+    pub lookups: Vec<PartCredit>,
 }
 
 /// Runs `config.steps` GRPO steps on `policy`'s model, whose weights are
@@ -144,6 +152,7 @@ pub async fn train_grpo<M: LanguageModel, T: TextTokenizer>(
                 let trajectory = policy.take_trajectory();
                 samples.push(Sample {
                     working: working_credits(&episode, &trajectory),
+                    lookups: lookup_credits(&episode, &trajectory),
                     trajectory,
                     reward: episode.reward,
                     correct: episode.correct,
@@ -182,6 +191,56 @@ pub fn working_credits(episode: &Episode, trajectory: &Trajectory) -> Vec<PartCr
         })
         .filter(|credit| !credit.tokens.is_empty())
         .collect()
+}
+
+/// The checked lookups of `episode` (see [`zorplex::check_lookups`]), each
+/// with the sampled tokens of `trajectory` that wrote it; empty where the
+/// task is not a recursive one or the trajectory does not say where its
+/// tokens' text lies.
+pub fn lookup_credits(episode: &Episode, trajectory: &Trajectory) -> Vec<PartCredit> {
+    let Some(parts) = zorplex::check_lookups(&episode.task, &episode.turns) else {
+        return Vec::new();
+    };
+    parts
+        .into_iter()
+        .map(|part| {
+            let start = episode.turns[part.turn].start;
+            PartCredit {
+                part: part.index,
+                tokens: trajectory
+                    .sampled_tokens_in(start + part.span.start..start + part.span.end),
+                right: part.right,
+            }
+        })
+        .filter(|credit| !credit.tokens.is_empty())
+        .collect()
+}
+
+/// The per-token additions to each of `samples`' advantages from its
+/// checked parts: the parts of its working and its lookups, each kind
+/// compared within its group at its own weight of `config`.
+fn part_credit_advantages(
+    samples: &[Sample],
+    config: &GrpoConfig,
+) -> Result<Vec<TokenAdvantages>, ModelError> {
+    type Parts = fn(&Sample) -> &[PartCredit];
+    let kinds: [(f32, Parts); 2] = [
+        (config.working_credit, |s| &s.working),
+        (config.lookup_credit, |s| &s.lookups),
+    ];
+    let mut extra = vec![Vec::new(); samples.len()];
+    for (weight, parts) in kinds {
+        if weight == 0.0 {
+            continue;
+        }
+        let credits: Vec<&[PartCredit]> = samples.iter().map(parts).collect();
+        let added =
+            part_advantages(&credits, config.group_size, weight).map_err(ModelError::Config)?;
+        for (extra, added) in extra.iter_mut().zip(added) {
+            extra.extend(added);
+        }
+    }
+    Ok(extra)
 }
 
 /// The `(B, T)` advantages of the sequences `micro`, packed as `inputs`:
@@ -247,13 +306,7 @@ pub fn train_step(
         kl: 0.0,
         seconds: 0.0,
     };
-    let extra = if config.working_credit == 0.0 {
-        vec![Vec::new(); samples.len()]
-    } else {
-        let working: Vec<&[PartCredit]> = samples.iter().map(|s| s.working.as_slice()).collect();
-        part_advantages(&working, config.group_size, config.working_credit)
-            .map_err(ModelError::Config)?
-    };
+    let extra = part_credit_advantages(samples, config)?;
     let kept: Vec<usize> = (0..samples.len())
         .filter(|&i| {
             (advantages.keep[i] || !extra[i].is_empty()) && samples[i].trajectory.tokens.len() > 1
@@ -374,6 +427,7 @@ mod tests {
             correct: reward > 0.5,
             temperature: 1.0,
             working: Vec::new(),
+            lookups: Vec::new(),
         }
     }
 
@@ -481,50 +535,71 @@ mod tests {
         assert!(matches!(err, ModelError::Config(_)), "{err}");
     }
 
-    /// An episode whose last turn writes `output` after a prompt, as a
-    /// trajectory of one token per byte, the turn's sampled.
-    fn sum_episode(values: [i64; 2], output: &str) -> (Episode, Trajectory) {
-        use crate::zorplex::{FailureMode, Task, TaskMetadata, Turn};
-        let prompt = "User: What is a + b?\nAssistant: ";
-        let transcript = format!("{prompt}{output}");
-        let episode = Episode {
-            task: Task {
-                question: "What is a + b?".into(),
-                answer: values[0] + values[1],
-                metadata: TaskMetadata::Compositional {
-                    words: vec!["a".into(), "b".into()],
-                    values: values.to_vec(),
-                    op: "+".into(),
-                },
-            },
-            turns: vec![Turn {
-                output: output.into(),
-                start: prompt.len(),
+    /// An episode of `task` whose turns write `outputs` after a prompt, a
+    /// tool's result between each two, as a trajectory of one token per
+    /// byte, the turns' sampled.
+    fn episode_of(task: crate::zorplex::Task, outputs: &[&str]) -> (Episode, Trajectory) {
+        use crate::zorplex::{FailureMode, Turn};
+        let mut transcript = format!("User: {}\nAssistant: ", task.question);
+        let mut turns = Vec::new();
+        let mut sampled = Vec::new();
+        for output in outputs {
+            if !turns.is_empty() {
+                transcript.push_str("\nResult: 1\nAssistant: ");
+            }
+            turns.push(Turn {
+                output: output.to_string(),
+                start: transcript.len(),
                 tool_calls: Vec::new(),
-            }],
+            });
+            sampled.push(transcript.len()..transcript.len() + output.len());
+            transcript.push_str(output);
+        }
+        let is_sampled = |i: usize| sampled.iter().any(|s| s.contains(&i));
+        let trajectory = Trajectory {
+            tokens: transcript.bytes().map(u32::from).collect(),
+            model_mask: (0..transcript.len()).map(is_sampled).collect(),
+            behaviour_logp: (0..transcript.len())
+                .map(|i| if is_sampled(i) { -1.0 } else { 0.0 })
+                .collect(),
+            text_ends: (1..=transcript.len()).collect(),
+        };
+        let episode = Episode {
+            task,
+            turns,
             extracted_answer: None,
             correct: false,
             used_answer_tag: false,
             reward: 0.0,
             failure_mode: FailureMode::WrongFormat,
-            transcript: transcript.clone(),
-        };
-        let trajectory = Trajectory {
-            tokens: transcript.bytes().map(u32::from).collect(),
-            model_mask: (0..transcript.len()).map(|i| i >= prompt.len()).collect(),
-            behaviour_logp: (0..transcript.len())
-                .map(|i| if i >= prompt.len() { -1.0 } else { 0.0 })
-                .collect(),
-            text_ends: (1..=transcript.len()).collect(),
+            transcript,
         };
         (episode, trajectory)
     }
 
-    #[test]
-    fn working_credits_point_at_the_tokens_of_each_part() {
-        let (episode, trajectory) = sum_episode([48, 57], "48 + 75: 8+5=13, 4+5+1=10, so 103.");
-        let credits = working_credits(&episode, &trajectory);
-        let written: Vec<(usize, String, bool)> = credits
+    /// An episode of the sum `values[0] + values[1]` whose one turn writes
+    /// `output` ([`episode_of`]).
+    fn sum_episode(values: [i64; 2], output: &str) -> (Episode, Trajectory) {
+        use crate::zorplex::{Task, TaskMetadata};
+        let task = Task {
+            question: "What is a + b?".into(),
+            answer: values[0] + values[1],
+            metadata: TaskMetadata::Compositional {
+                words: vec!["a".into(), "b".into()],
+                values: values.to_vec(),
+                op: "+".into(),
+            },
+        };
+        episode_of(task, &[output])
+    }
+
+    /// The text of each of `credits`' tokens (one a byte), its part and
+    /// whether it was right.
+    fn credited_text(
+        credits: &[PartCredit],
+        trajectory: &Trajectory,
+    ) -> Vec<(usize, String, bool)> {
+        credits
             .iter()
             .map(|c| {
                 let bytes: Vec<u8> = trajectory.tokens[c.tokens.clone()]
@@ -533,9 +608,15 @@ mod tests {
                     .collect();
                 (c.part, String::from_utf8(bytes).unwrap(), c.right)
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn working_credits_point_at_the_tokens_of_each_part() {
+        let (episode, trajectory) = sum_episode([48, 57], "48 + 75: 8+5=13, 4+5+1=10, so 103.");
+        let credits = working_credits(&episode, &trajectory);
         assert_eq!(
-            written,
+            credited_text(&credits, &trajectory),
             [
                 (0, "48".to_string(), true),
                 (1, "75".to_string(), false),
@@ -552,6 +633,33 @@ mod tests {
     }
 
     #[test]
+    fn lookup_credits_point_at_the_tokens_of_each_call() {
+        use crate::zorplex::{Task, TaskMetadata};
+        let task = Task {
+            question: "What is the zorplex value of apple?".into(),
+            answer: 1,
+            metadata: TaskMetadata::Recursive {
+                word: "apple".into(),
+                chain: vec!["apple".into(), "yellow".into(), "umbrella".into()],
+            },
+        };
+        let outputs = ["LOOKUP[apple]", "LOOKUP[yellow]", "Again: LOOKUP[apple]"];
+        let (episode, trajectory) = episode_of(task, &outputs);
+        let credits = lookup_credits(&episode, &trajectory);
+        assert_eq!(
+            credited_text(&credits, &trajectory),
+            [
+                (0, "LOOKUP[apple]".to_string(), true),
+                (1, "LOOKUP[yellow]".to_string(), true),
+                (2, "LOOKUP[apple]".to_string(), false),
+            ]
+        );
+        // A sum has no chain to check.
+        let (sum, trajectory) = sum_episode([1, 2], "LOOKUP[a]");
+        assert!(lookup_credits(&sum, &trajectory).is_empty());
+    }
+
+    #[test]
     fn part_credit_lands_on_its_targets() {
         let inputs =
             candle_core::Tensor::zeros((2, 5), candle_core::DType::U32, &Device::Cpu).unwrap();
@@ -564,40 +672,63 @@ mod tests {
     }
 
     /// A group whose episode rewards are level teaches nothing, unless its
-    /// members' workings differ and the step credits their parts.
+    /// members' checked parts differ (their workings, their lookups) and
+    /// the step credits those parts.
     #[test]
-    fn working_credit_trains_a_group_whose_rewards_are_level() {
+    fn part_credit_trains_a_group_whose_rewards_are_level() {
+        use crate::zorplex::{Task, TaskMetadata};
+        let sample = |(episode, trajectory): (Episode, Trajectory)| Sample {
+            working: working_credits(&episode, &trajectory),
+            lookups: lookup_credits(&episode, &trajectory),
+            trajectory,
+            reward: 0.0,
+            correct: false,
+            temperature: 1.0,
+        };
+        let sums: Vec<Sample> = ["48 + 57: 8+7=15, 4+5+1=11", "48 + 57: 8+7=14, 4+5+1=10"]
+            .into_iter()
+            .map(|output| sample(sum_episode([48, 57], output)))
+            .collect();
+        let chain = Task {
+            question: "What is the zorplex value of cat?".into(),
+            answer: 1,
+            metadata: TaskMetadata::Recursive {
+                word: "cat".into(),
+                chain: vec!["cat".into(), "dog".into()],
+            },
+        };
+        let chains: Vec<Sample> = [
+            ["LOOKUP[cat]", "LOOKUP[dog]"],
+            ["LOOKUP[cat]", "LOOKUP[cat]"],
+        ]
+        .into_iter()
+        .map(|outputs| sample(episode_of(chain.clone(), &outputs)))
+        .collect();
         let device = Device::Cpu;
         let config = TinyConfig {
             vocab: 128,
             ..TinyConfig::for_tests(128)
         };
-        let samples: Vec<Sample> = ["48 + 57: 8+7=15, 4+5+1=11", "48 + 57: 8+7=14, 4+5+1=10"]
-            .into_iter()
-            .map(|output| {
-                let (episode, trajectory) = sum_episode([48, 57], output);
-                Sample {
-                    working: working_credits(&episode, &trajectory),
-                    trajectory,
-                    reward: 0.0,
-                    correct: false,
-                    temperature: 1.0,
-                }
-            })
-            .collect();
-        let step = |working_credit| {
+        let step = |samples: &[Sample], working_credit, lookup_credit| {
             let (vars, model) = TinyTransformer::seeded(config, 3, &device).unwrap();
             let mut trainer = Trainer::new(vars.all_vars(), TrainerConfig::default()).unwrap();
             let grpo = GrpoConfig {
                 group_size: 2,
                 working_credit,
+                lookup_credit,
                 ..GrpoConfig::default()
             };
-            train_step(&model, None, &mut trainer, &samples, &grpo).unwrap()
+            train_step(&model, None, &mut trainer, samples, &grpo).unwrap()
         };
-        assert_eq!(step(0.0).trained, 0);
-        let credited = step(1.0);
-        assert_eq!(credited.trained, 2);
-        assert!(credited.grad_norm > 0.0, "{credited:?}");
+        for samples in [&sums, &chains] {
+            assert_eq!(step(samples, 0.0, 0.0).trained, 0);
+        }
+        // Each kind of credit trains on its own kind of part only.
+        assert_eq!(step(&sums, 0.0, 1.0).trained, 0);
+        assert_eq!(step(&chains, 1.0, 0.0).trained, 0);
+        for credited in [step(&sums, 1.0, 0.0), step(&chains, 0.0, 1.0)] {
+            assert_eq!(credited.trained, 2);
+            assert!(credited.grad_norm > 0.0, "{credited:?}");
+        }
     }
 }

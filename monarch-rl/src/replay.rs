@@ -35,6 +35,9 @@ pub struct TrajectoryRecord {
     /// The parts of its working checked on their own
     /// ([`crate::grpo::working_credits`]).
     pub working: Vec<PartCredit>,
+    /// Its lookups of a recursive task's chain checked on their own
+    /// ([`crate::grpo::lookup_credits`]).
+    pub lookups: Vec<PartCredit>,
 }
 
 /// All the trajectories of one task: what GRPO's advantages are computed
@@ -180,6 +183,7 @@ mod tests {
                     policy_version: v,
                     temperature: 1.0,
                     working: Vec::new(),
+                    lookups: Vec::new(),
                 })
                 .collect(),
         }

@@ -114,6 +114,7 @@ fn made_up_group(version: u64) -> Group {
             policy_version: version,
             temperature: 1.0,
             working: Vec::new(),
+            lookups: Vec::new(),
         })
         .collect();
     Group {
@@ -123,8 +124,9 @@ fn made_up_group(version: u64) -> Group {
 }
 
 /// [`made_up_group`] with every episode reward level, the members
-/// differing only in one checked part of their working (tokens 3 and 4),
-/// right in every other member.
+/// differing only in one checked part (tokens 3 and 4), right in every
+/// other member: a part of their working and, the same, one of their
+/// lookups.
 fn level_group_with_parts(version: u64) -> Group {
     let mut group = made_up_group(version);
     for (i, member) in group.members.iter_mut().enumerate() {
@@ -135,6 +137,7 @@ fn level_group_with_parts(version: u64) -> Group {
             tokens: 3..5,
             right: i % 2 == 0,
         }];
+        member.lookups = member.working.clone();
     }
     group
 }
@@ -151,6 +154,7 @@ fn other_trainer(model: ModelSpec, kl_coef: f64) -> TrainerParams {
         max_policy_age: 1,
         kl_coef,
         working_credit: 0.0,
+        lookup_credit: 0.0,
     }
 }
 
@@ -171,6 +175,7 @@ async fn start(
         max_policy_age: 1,
         kl_coef: 0.05,
         working_credit: 0.0,
+        lookup_credit: 0.0,
     };
     let trainer = trainer_procs
         .spawn::<PolicyTrainer>("trainer", params)
@@ -399,16 +404,23 @@ async fn stale_refused() -> Result<(), Failed> {
     Ok(())
 }
 
-/// The checked parts of a working travel with the trajectories to the
-/// trainer process: a group whose episode rewards are level trains there
-/// when the trainer credits the parts, and is dropped when it does not.
+/// The checked parts of a working and the checked lookups travel with the
+/// trajectories to the trainer process: a group whose episode rewards are
+/// level trains there when the trainer credits either kind of part, and is
+/// dropped when it credits neither.
 async fn credited_parts() -> Result<(), Failed> {
     let procs = Host::owned_by(this_proc())
         .spawn_procs(shape! { trainer = 1 })
         .await?;
-    for (name, working_credit, trained) in [("plain", 0.0, 0), ("credited", 1.0, 4)] {
+    let cases = [
+        ("plain", 0.0, 0.0, 0),
+        ("working", 1.0, 0.0, 4),
+        ("lookups", 0.0, 1.0, 4),
+    ];
+    for (name, working_credit, lookup_credit, trained) in cases {
         let params = TrainerParams {
             working_credit,
+            lookup_credit,
             ..other_trainer(model(), 0.0)
         };
         let trainer = procs.spawn::<PolicyTrainer>(name, params).await?;
@@ -553,6 +565,7 @@ async fn pretrained(model: ModelSpec, version_bytes: u64) -> Result<(), Failed> 
                 max_policy_age: 1,
                 kl_coef: 0.0,
                 working_credit: 0.0,
+                lookup_credit: 0.0,
             },
         )
         .await?;

@@ -10,7 +10,7 @@ use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
 use super::weights::{SyncError, SyncRecord, WeightSource, WeightSync};
-use crate::grpo::working_credits;
+use crate::grpo::{lookup_credits, working_credits};
 use crate::model::{AnyModel, AnyTokenizer, ModelError, ModelPolicy, ModelSpec};
 use crate::replay::{Group, TrajectoryRecord};
 use crate::train::{FlatError, FlatWeights};
@@ -129,6 +129,7 @@ impl Generator {
             let trajectory = self.policy.take_trajectory();
             members.push(TrajectoryRecord {
                 working: working_credits(&episode, &trajectory),
+                lookups: lookup_credits(&episode, &trajectory),
                 trajectory,
                 reward: episode.reward,
                 correct: episode.correct,

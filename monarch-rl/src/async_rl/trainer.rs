@@ -48,6 +48,10 @@ pub struct TrainerParams {
     /// The weight of the per-token credit for each part of a sum's working
     /// ([`GrpoConfig::working_credit`]); 0 trains on the episode reward alone.
     pub working_credit: f32,
+    /// The weight of the per-token credit for each lookup of a recursive
+    /// task's chain ([`GrpoConfig::lookup_credit`]); 0 trains on the
+    /// episode reward alone.
+    pub lookup_credit: f32,
 }
 
 /// How to warm the model up (see [`PretrainConfig`]).
@@ -176,6 +180,7 @@ impl PolicyTrainer {
             group_size: params.group_size,
             normalize_std: params.normalize_std,
             working_credit: params.working_credit,
+            lookup_credit: params.lookup_credit,
             loss: LossConfig {
                 kl_coef: params.kl_coef,
                 ..LossConfig::default()
@@ -335,6 +340,7 @@ impl PolicyTrainer {
                 correct: m.correct,
                 temperature: m.temperature,
                 working: m.working.clone(),
+                lookups: m.lookups.clone(),
             })
             .collect();
         let started = Instant::now();

@@ -29,6 +29,7 @@
 mod episode;
 mod eval;
 mod extract;
+mod lookups;
 mod pyrandom;
 mod scripted;
 mod spec;
@@ -41,6 +42,7 @@ pub use episode::{
     Sampling, StopRule, StopScanner, Turn,
 };
 pub use eval::{evaluate, evaluate_spec, ReportTable, SpecReport};
+pub use lookups::{check_lookups, LookupPart};
 pub use pyrandom::PyRandom;
 pub use scripted::{Noise, NoisyPolicy, OraclePolicy, UnknownNoise, HARD_VALUE};
 pub use spec::{

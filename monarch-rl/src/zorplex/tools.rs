@@ -1,6 +1,7 @@
 //! Zorplex tools: their call syntax, parsing from model text and their results.
 
 use std::fmt;
+use std::ops::Range;
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -109,21 +110,30 @@ impl fmt::Display for ToolResult {
 pub(crate) fn parse_tool_calls(tools: &[Tool], text: &str, compat: Compat) -> Vec<ToolCall> {
     let mut found: Vec<(usize, ToolCall)> = Vec::new();
     for &tool in tools {
-        for captures in tool.pattern().captures_iter(text) {
-            let start = captures.get(0).expect("whole match").start();
-            found.push((
-                start,
-                ToolCall {
-                    tool,
-                    argument: tool.normalise(&captures[1]),
-                },
-            ));
-        }
+        found.extend(
+            tool_calls_at(tool, text)
+                .into_iter()
+                .map(|(span, call)| (span.start, call)),
+        );
     }
     if compat == Compat::Improved {
         found.sort_by_key(|(start, _)| *start);
     }
     found.into_iter().map(|(_, call)| call).collect()
+}
+
+/// Every call of `tool` in `text`, in order, with where it lies.
+pub(crate) fn tool_calls_at(tool: Tool, text: &str) -> Vec<(Range<usize>, ToolCall)> {
+    tool.pattern()
+        .captures_iter(text)
+        .map(|captures| {
+            let call = ToolCall {
+                tool,
+                argument: tool.normalise(&captures[1]),
+            };
+            (captures.get(0).expect("whole match").range(), call)
+        })
+        .collect()
 }
 
 /// The end (byte offset) of the first complete call of any of `tools` in `text`.
