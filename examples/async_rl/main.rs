@@ -95,13 +95,18 @@ struct Args {
     /// How often each spec comes up in training, as weights of simple,
     /// compositional, multi-step and recursive tasks (evaluation scores
     /// each spec alike).
-    #[arg(long, value_delimiter = ',', default_values_t = [1, 3, 1, 2])]
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 3, 1, 3])]
     mix: Vec<usize>,
     /// Weight of the per-token credit for each part of a sum's working
     /// (the operands copied, each column added) against the rest of its
     /// group (0: the benchmark's episode reward alone).
     #[arg(long, default_value_t = 1.0)]
     working_credit: f32,
+    /// Weight of the per-token credit for each lookup of a recursive task
+    /// (right when it looks up the word the last redirect named) against
+    /// the rest of its group (0: the benchmark's episode reward alone).
+    #[arg(long, default_value_t = 1.0)]
+    lookup_credit: f32,
     /// Seeds the model, the warm-up and the training tasks.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -319,6 +324,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 max_policy_age: args.max_policy_age,
                 kl_coef: args.kl_coef,
                 working_credit: args.working_credit,
+                lookup_credit: args.lookup_credit,
             },
         )
         .await?;
