@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use monarch::rl::model::load_policy;
 use monarch::rl::zorplex::{
-    evaluate, evaluate_spec, Compat, EpisodeConfig, Noise, NoisyPolicy, OraclePolicy, Policy,
+    evaluate_spec_each, Compat, Episode, EpisodeConfig, Noise, NoisyPolicy, OraclePolicy, Policy,
     ReportTable, Sampling, SpecKind, SpecReport, TaskSpec,
 };
 use monarch::{
@@ -212,6 +212,10 @@ struct EvalArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Print each episode the policy got wrong (its task, failure mode and
+    /// turns with what the tools returned) before the table.
+    #[arg(long, conflicts_with = "json")]
+    failures: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -463,22 +467,77 @@ async fn eval_model(
     };
     let mut reports = Vec::with_capacity(kinds.len());
     for &kind in kinds {
-        let report = evaluate_spec(kind, args.seed, args.tasks, compat, &config, &mut policy)
-            .await
-            .map_err(|e| e.to_string())?;
-        reports.push(report);
+        reports.push(eval_spec(kind, args, compat, &config, &mut policy).await?);
     }
     Ok(reports)
 }
 
+/// Evaluates a fresh policy from `make_policy` on each spec.
 async fn eval_with<P: Policy>(
     kinds: &[SpecKind],
     args: &EvalArgs,
     compat: Compat,
     config: &EpisodeConfig,
-    make_policy: impl FnMut(SpecKind) -> P,
+    mut make_policy: impl FnMut(SpecKind) -> P,
 ) -> Result<Vec<SpecReport>, String> {
-    evaluate(kinds, args.seed, args.tasks, compat, config, make_policy)
-        .await
-        .map_err(|e| e.to_string())
+    let mut reports = Vec::with_capacity(kinds.len());
+    for &kind in kinds {
+        let mut policy = make_policy(kind);
+        reports.push(eval_spec(kind, args, compat, config, &mut policy).await?);
+    }
+    Ok(reports)
+}
+
+/// Evaluates `policy` on the tasks of `kind` that `args` names, printing
+/// the episodes it got wrong where `--failures` asks for them.
+async fn eval_spec<P: Policy>(
+    kind: SpecKind,
+    args: &EvalArgs,
+    compat: Compat,
+    config: &EpisodeConfig,
+    policy: &mut P,
+) -> Result<SpecReport, String> {
+    evaluate_spec_each(
+        kind,
+        args.seed,
+        args.tasks,
+        compat,
+        config,
+        policy,
+        |seed, episode| {
+            if args.failures && !episode.correct {
+                print_failure(kind, seed, episode);
+            }
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// A failed episode: its task, how it failed, then each turn as written
+/// with what its tool calls returned.
+fn print_failure(kind: SpecKind, seed: i64, episode: &Episode) {
+    println!(
+        "{kind}, seed {seed}: {} (answer {}): {}",
+        episode.task.question,
+        episode.task.answer,
+        episode.failure_mode.name()
+    );
+    for (index, turn) in episode.turns.iter().enumerate() {
+        let results: Vec<String> = turn
+            .tool_calls
+            .iter()
+            .map(|(call, result)| format!("{call} -> {result}"))
+            .collect();
+        if results.is_empty() {
+            println!("  {}: {:?}", index + 1, turn.output);
+        } else {
+            println!(
+                "  {}: {:?}  [{}]",
+                index + 1,
+                turn.output,
+                results.join("; ")
+            );
+        }
+    }
 }

@@ -106,3 +106,62 @@ fn a_missing_or_damaged_checkpoint_is_refused_by_name() {
     assert!(stderr.contains("weights.bin"), "{stderr}");
     std::fs::remove_dir_all(&dir).expect("cleaned up");
 }
+
+#[test]
+fn failures_are_printed_with_their_turns_before_the_table() {
+    let dir = checkpoint("failures");
+    // In one turn no recursive task can be looked up: the untrained model
+    // gets both wrong.
+    let args = [
+        "--seed",
+        "77",
+        "--tasks",
+        "2",
+        "--spec",
+        "recursive_2",
+        "--max-turns",
+        "1",
+        "--failures",
+    ];
+    let out = eval_model(&dir, &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let first = stdout.find("recursive_2, seed 77: ").expect("task 77");
+    let second = stdout.find("recursive_2, seed 78: ").expect("task 78");
+    let table = stdout.find("spec ").expect("the table");
+    assert!(first < second && second < table, "{stdout}");
+    assert!(stdout[first..second].contains("\n  1: "), "{stdout}");
+
+    // A scripted policy's failures show what its tools returned; one that
+    // fails nothing prints only the table.
+    let scripted = |policy: &str| {
+        let out = monarch(&[
+            "zorplex",
+            "eval",
+            "--policy",
+            policy,
+            "--error-rate",
+            "1",
+            "--tasks",
+            "4",
+            "--spec",
+            "recursive_2",
+            "--failures",
+        ]);
+        assert!(out.status.success(), "{policy}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let gave_up = scripted("give-up-when-hard");
+    assert!(gave_up.contains("wrong_format"), "{gave_up}");
+    assert!(gave_up.contains("-> SEE: "), "{gave_up}");
+    assert!(!scripted("oracle").contains(", seed "));
+
+    // Failures are printed as text only.
+    let both = eval_model(&dir, &["--failures", "--json"]);
+    assert!(!both.status.success());
+    std::fs::remove_dir_all(&dir).expect("cleaned up");
+}

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::episode::{run_episode, EpisodeConfig, FailureMode, Policy, PolicyError};
+use super::episode::{run_episode, Episode, EpisodeConfig, FailureMode, Policy, PolicyError};
 use super::{Compat, SpecKind, TaskSpec};
 
 /// The summary of one policy on one spec.
@@ -68,6 +68,39 @@ pub async fn evaluate_spec<P: Policy>(
     config: &EpisodeConfig,
     policy: &mut P,
 ) -> Result<SpecReport, PolicyError> {
+    evaluate_spec_each(kind, seed, tasks, compat, config, policy, |_, _| {}).await
+}
+
+/// [`evaluate_spec`], handing each episode to `each` as it ends, with the
+/// seed of its task: to print the episodes a policy failed, say.
+///
+/// ```
+/// use monarch_rl::zorplex::{evaluate_spec_each, Compat, EpisodeConfig, OraclePolicy, SpecKind};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let kind = SpecKind::Recursive { max_depth: 2 };
+/// let mut seeds = Vec::new();
+/// let config = EpisodeConfig::default();
+/// let mut oracle = OraclePolicy::new(kind);
+/// let report = evaluate_spec_each(kind, 7, 3, Compat::default(), &config, &mut oracle, |seed, episode| {
+///     assert!(episode.correct);
+///     seeds.push(seed);
+/// })
+/// .await
+/// .unwrap();
+/// assert_eq!(seeds, [7, 8, 9]);
+/// assert_eq!(report.accuracy, 1.0);
+/// # });
+/// ```
+pub async fn evaluate_spec_each<P: Policy>(
+    kind: SpecKind,
+    seed: i64,
+    tasks: usize,
+    compat: Compat,
+    config: &EpisodeConfig,
+    policy: &mut P,
+    mut each: impl FnMut(i64, &Episode),
+) -> Result<SpecReport, PolicyError> {
     let mut report = SpecReport {
         spec: kind.to_string(),
         tasks,
@@ -79,7 +112,8 @@ pub async fn evaluate_spec<P: Policy>(
         failure_modes: FailureMode::ALL.iter().map(|&m| (m, 0)).collect(),
     };
     for index in 0..tasks {
-        let mut spec = TaskSpec::new(kind, seed + index as i64).with_compat(compat);
+        let task_seed = seed + index as i64;
+        let mut spec = TaskSpec::new(kind, task_seed).with_compat(compat);
         let task = spec.generate_task();
         let episode = run_episode(&spec, &task, policy, config).await?;
         report.accuracy += f64::from(u8::from(episode.correct));
@@ -91,6 +125,7 @@ pub async fn evaluate_spec<P: Policy>(
             .failure_modes
             .entry(episode.failure_mode)
             .or_default() += 1;
+        each(task_seed, &episode);
     }
     let n = tasks.max(1) as f64;
     report.accuracy /= n;

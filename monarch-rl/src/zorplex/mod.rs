@@ -41,7 +41,7 @@ pub use episode::{
     run_episode, Episode, EpisodeConfig, FailureMode, GenerateRequest, Policy, PolicyError,
     Sampling, StopRule, StopScanner, Turn,
 };
-pub use eval::{evaluate, evaluate_spec, ReportTable, SpecReport};
+pub use eval::{evaluate, evaluate_spec, evaluate_spec_each, ReportTable, SpecReport};
 pub use lookups::{check_lookups, LookupPart};
 pub use pyrandom::PyRandom;
 pub use scripted::{Noise, NoisyPolicy, OraclePolicy, UnknownNoise, HARD_VALUE};
