@@ -189,6 +189,10 @@ struct EvalArgs {
     /// Sampling temperature of `--policy model`; 0 is greedy.
     #[arg(long, default_value_t = 0.0)]
     temperature: f32,
+    /// Episodes per task for `--policy model` above temperature 0, each
+    /// sampled with a seed of its own; the table counts every episode.
+    #[arg(long, default_value_t = 1)]
+    samples: u64,
     /// Fraction of episodes in which a noisy policy misbehaves.
     #[arg(long, default_value_t = 0.3)]
     error_rate: f64,
@@ -394,6 +398,23 @@ fn print_tasks(args: &TasksArgs) -> Result<(), String> {
 }
 
 fn run_eval(args: &EvalArgs) -> Result<(), String> {
+    if args.samples == 0 {
+        return Err("--samples must be 1 or more".into());
+    }
+    if args.samples > 1 && !matches!(args.policy, PolicyChoice::Model) {
+        return Err(
+            "--samples above 1 needs --policy model: a scripted policy plays a task \
+                    alike every time"
+                .into(),
+        );
+    }
+    if args.samples > 1 && args.temperature <= 0.0 {
+        return Err(
+            "--samples above 1 needs --temperature above 0: greedy decoding plays a \
+                    task alike every time"
+                .into(),
+        );
+    }
     let kinds = if args.specs.is_empty() {
         SpecKind::ALL.to_vec()
     } else {
@@ -457,17 +478,25 @@ async fn eval_model(
         info.model.family(),
         info.version
     );
-    let config = EpisodeConfig {
-        sampling: Sampling {
-            temperature: args.temperature,
-            top_p: 1.0,
-            seed: args.seed as u64,
-        },
-        ..*config
-    };
     let mut reports = Vec::with_capacity(kinds.len());
     for &kind in kinds {
-        reports.push(eval_spec(kind, args, compat, &config, &mut policy).await?);
+        let mut report: Option<SpecReport> = None;
+        for sample in 0..args.samples {
+            let config = EpisodeConfig {
+                sampling: Sampling {
+                    temperature: args.temperature,
+                    top_p: 1.0,
+                    seed: args.seed as u64 ^ sample.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                },
+                ..*config
+            };
+            let more = eval_spec(kind, args, sample, compat, &config, &mut policy).await?;
+            match &mut report {
+                Some(report) => report.merge(&more),
+                None => report = Some(more),
+            }
+        }
+        reports.extend(report);
     }
     Ok(reports)
 }
@@ -483,16 +512,18 @@ async fn eval_with<P: Policy>(
     let mut reports = Vec::with_capacity(kinds.len());
     for &kind in kinds {
         let mut policy = make_policy(kind);
-        reports.push(eval_spec(kind, args, compat, config, &mut policy).await?);
+        reports.push(eval_spec(kind, args, 0, compat, config, &mut policy).await?);
     }
     Ok(reports)
 }
 
-/// Evaluates `policy` on the tasks of `kind` that `args` names, printing
-/// the episodes it got wrong where `--failures` asks for them.
+/// Evaluates `policy` on the tasks of `kind` that `args` names (as its
+/// `sample`-th sample of them), printing the episodes it got wrong where
+/// `--failures` asks for them.
 async fn eval_spec<P: Policy>(
     kind: SpecKind,
     args: &EvalArgs,
+    sample: u64,
     compat: Compat,
     config: &EpisodeConfig,
     policy: &mut P,
@@ -506,7 +537,8 @@ async fn eval_spec<P: Policy>(
         policy,
         |seed, episode| {
             if args.failures && !episode.correct {
-                print_failure(kind, seed, episode);
+                let sample = (args.samples > 1).then_some(sample);
+                print_failure(kind, seed, sample, episode);
             }
         },
     )
@@ -514,11 +546,12 @@ async fn eval_spec<P: Policy>(
     .map_err(|e| e.to_string())
 }
 
-/// A failed episode: its task, how it failed, then each turn as written
-/// with what its tool calls returned.
-fn print_failure(kind: SpecKind, seed: i64, episode: &Episode) {
+/// A failed episode: its task (and which sample of it), how it failed,
+/// then each turn as written with what its tool calls returned.
+fn print_failure(kind: SpecKind, seed: i64, sample: Option<u64>, episode: &Episode) {
+    let sample = sample.map_or(String::new(), |s| format!(", sample {s}"));
     println!(
-        "{kind}, seed {seed}: {} (answer {}): {}",
+        "{kind}, seed {seed}{sample}: {} (answer {}): {}",
         episode.task.question,
         episode.task.answer,
         episode.failure_mode.name()

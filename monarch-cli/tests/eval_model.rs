@@ -165,3 +165,53 @@ fn failures_are_printed_with_their_turns_before_the_table() {
     assert!(!both.status.success());
     std::fs::remove_dir_all(&dir).expect("cleaned up");
 }
+
+#[test]
+fn samples_play_each_task_again_at_a_temperature() {
+    let dir = checkpoint("samples");
+    let base = ["--seed", "5", "--tasks", "2", "--spec", "simple"];
+    let run = |more: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(more);
+        eval_model(&dir, &args)
+    };
+    let out = run(&["--samples", "3", "--temperature", "1", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reports: Vec<SpecReport> = serde_json::from_slice(&out.stdout).expect("JSON reports");
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].tasks, 6);
+    let episodes: usize = reports[0].failure_modes.values().sum();
+    assert_eq!(episodes, 6);
+
+    // The untrained model fails in one turn; each failure names its sample.
+    let failures = run(&[
+        "--samples",
+        "3",
+        "--temperature",
+        "1",
+        "--max-turns",
+        "1",
+        "--failures",
+    ]);
+    let stdout = String::from_utf8_lossy(&failures.stdout);
+    assert!(stdout.contains("simple, seed 5, sample 0: "), "{stdout}");
+    assert!(stdout.contains("simple, seed 6, sample 2: "), "{stdout}");
+
+    // Samples that could not differ are refused, saying why.
+    for (more, why) in [
+        (&["--samples", "0"][..], "1 or more"),
+        (&["--samples", "2"][..], "--temperature"),
+    ] {
+        let refused = run(more);
+        assert!(!refused.status.success());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains(why), "{stderr}");
+    }
+    let scripted = monarch(&["zorplex", "eval", "--samples", "2", "--temperature", "1"]);
+    assert!(String::from_utf8_lossy(&scripted.stderr).contains("--policy model"));
+    std::fs::remove_dir_all(&dir).expect("cleaned up");
+}

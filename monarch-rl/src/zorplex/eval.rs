@@ -29,6 +29,46 @@ pub struct SpecReport {
     pub failure_modes: BTreeMap<FailureMode, usize>,
 }
 
+impl SpecReport {
+    /// Adds the episodes of `other`, a report of the same spec (more
+    /// samples of the same tasks, say): the means become those over both
+    /// reports' episodes.
+    ///
+    /// ```
+    /// use monarch_rl::zorplex::{evaluate_spec, Compat, EpisodeConfig, OraclePolicy, SpecKind};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let kind = SpecKind::Simple;
+    /// let config = EpisodeConfig::default();
+    /// let mut oracle = OraclePolicy::new(kind);
+    /// let mut report = evaluate_spec(kind, 1, 2, Compat::default(), &config, &mut oracle).await.unwrap();
+    /// let more = evaluate_spec(kind, 3, 6, Compat::default(), &config, &mut oracle).await.unwrap();
+    /// report.merge(&more);
+    /// assert_eq!(report.tasks, 8);
+    /// assert_eq!(report.accuracy, 1.0);
+    /// # });
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `other` reports another spec.
+    pub fn merge(&mut self, other: &SpecReport) {
+        assert_eq!(self.spec, other.spec, "only reports of one spec merge");
+        let total = (self.tasks + other.tasks).max(1) as f64;
+        let (mine, theirs) = (self.tasks as f64 / total, other.tasks as f64 / total);
+        let mean = |a: f64, b: f64| a * mine + b * theirs;
+        self.accuracy = mean(self.accuracy, other.accuracy);
+        self.format_rate = mean(self.format_rate, other.format_rate);
+        self.mean_turns = mean(self.mean_turns, other.mean_turns);
+        self.mean_tool_calls = mean(self.mean_tool_calls, other.mean_tool_calls);
+        self.mean_reward = mean(self.mean_reward, other.mean_reward);
+        for (&mode, &count) in &other.failure_modes {
+            *self.failure_modes.entry(mode).or_default() += count;
+        }
+        self.tasks += other.tasks;
+    }
+}
+
 /// Runs `tasks` episodes of each spec in `kinds` (the tasks of
 /// [`evaluate_spec`]), making a fresh policy for each spec with
 /// `make_policy`.
@@ -191,6 +231,27 @@ mod tests {
             self.0.push(question.to_string());
             Ok(String::new())
         }
+    }
+
+    #[tokio::test]
+    async fn merged_reports_weigh_each_episode_alike() {
+        let kind = SpecKind::Recursive { max_depth: 2 };
+        let config = EpisodeConfig::default();
+        let mut oracle = crate::zorplex::OraclePolicy::new(kind);
+        let mut quiet = Questions::default();
+        let mut report = evaluate_spec(kind, 1, 3, Compat::default(), &config, &mut oracle)
+            .await
+            .unwrap();
+        let failed = evaluate_spec(kind, 4, 1, Compat::default(), &config, &mut quiet)
+            .await
+            .unwrap();
+        let turns = report.mean_turns;
+        report.merge(&failed);
+        assert_eq!(report.tasks, 4);
+        assert_eq!(report.accuracy, 0.75);
+        assert!((report.mean_turns - (3.0 * turns + 1.0) / 4.0).abs() < 1e-12);
+        assert_eq!(report.failure_modes[&FailureMode::Success], 3);
+        assert_eq!(report.failure_modes[&FailureMode::WrongFormat], 1);
     }
 
     #[tokio::test]
