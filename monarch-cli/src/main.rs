@@ -478,25 +478,23 @@ async fn eval_model(
         info.model.family(),
         info.version
     );
+    // Sample 0 keeps `--seed`, the others a seed of their own.
+    let sampled = |sample: u64| EpisodeConfig {
+        sampling: Sampling {
+            temperature: args.temperature,
+            top_p: 1.0,
+            seed: args.seed as u64 ^ sample.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        },
+        ..*config
+    };
     let mut reports = Vec::with_capacity(kinds.len());
     for &kind in kinds {
-        let mut report: Option<SpecReport> = None;
-        for sample in 0..args.samples {
-            let config = EpisodeConfig {
-                sampling: Sampling {
-                    temperature: args.temperature,
-                    top_p: 1.0,
-                    seed: args.seed as u64 ^ sample.wrapping_mul(0x9E37_79B9_7F4A_7C15),
-                },
-                ..*config
-            };
-            let more = eval_spec(kind, args, sample, compat, &config, &mut policy).await?;
-            match &mut report {
-                Some(report) => report.merge(&more),
-                None => report = Some(more),
-            }
+        let mut report = eval_spec(kind, args, 0, compat, &sampled(0), &mut policy).await?;
+        for sample in 1..args.samples {
+            let more = eval_spec(kind, args, sample, compat, &sampled(sample), &mut policy).await?;
+            report.merge(&more);
         }
-        reports.extend(report);
+        reports.push(report);
     }
     Ok(reports)
 }

@@ -2,6 +2,7 @@
 //! the same task, each episode's reward is compared with its group's, and
 //! the model takes a policy-gradient step on the tokens it produced.
 
+use std::ops::Range;
 use std::time::Instant;
 
 use candle_nn::VarMap;
@@ -13,7 +14,7 @@ use crate::train::{
     trained_targets, Batch, LossConfig, LossStats, PartCredit, Sequence, TokenAdvantages, Trainer,
     TrainerConfig,
 };
-use crate::zorplex::{self, run_episode, Episode, EpisodeConfig, SpecKind, TaskSpec};
+use crate::zorplex::{self, run_episode, Episode, EpisodeConfig, SpecKind, TaskSpec, Turn};
 
 /// How to run GRPO.
 #[derive(Clone, Debug)]
@@ -183,13 +184,7 @@ pub fn working_credits(episode: &Episode, trajectory: &Trajectory) -> Vec<PartCr
     };
     parts
         .into_iter()
-        .map(|part| PartCredit {
-            part: part.index,
-            tokens: trajectory
-                .sampled_tokens_in(turn.start + part.span.start..turn.start + part.span.end),
-            right: part.right,
-        })
-        .filter(|credit| !credit.tokens.is_empty())
+        .filter_map(|part| placed(trajectory, turn, part.span, part.index, part.right))
         .collect()
 }
 
@@ -203,17 +198,29 @@ pub fn lookup_credits(episode: &Episode, trajectory: &Trajectory) -> Vec<PartCre
     };
     parts
         .into_iter()
-        .map(|part| {
-            let start = episode.turns[part.turn].start;
-            PartCredit {
-                part: part.index,
-                tokens: trajectory
-                    .sampled_tokens_in(start + part.span.start..start + part.span.end),
-                right: part.right,
-            }
+        .filter_map(|part| {
+            let turn = &episode.turns[part.turn];
+            placed(trajectory, turn, part.span, part.index, part.right)
         })
-        .filter(|credit| !credit.tokens.is_empty())
         .collect()
+}
+
+/// The credit of part `part` (right or not), written at `span` of `turn`'s
+/// output, on the sampled tokens of `trajectory` there; `None` where no
+/// sampled token is.
+fn placed(
+    trajectory: &Trajectory,
+    turn: &Turn,
+    span: Range<usize>,
+    part: usize,
+    right: bool,
+) -> Option<PartCredit> {
+    let tokens = trajectory.sampled_tokens_in(turn.start + span.start..turn.start + span.end);
+    (!tokens.is_empty()).then_some(PartCredit {
+        part,
+        tokens,
+        right,
+    })
 }
 
 /// The per-token additions to each of `samples`' advantages from its
@@ -593,6 +600,19 @@ mod tests {
         episode_of(task, &[output])
     }
 
+    /// A recursive task whose redirect chain is `chain`.
+    fn chain_task(chain: &[&str]) -> crate::zorplex::Task {
+        use crate::zorplex::{Task, TaskMetadata};
+        Task {
+            question: format!("What is the zorplex value of {}?", chain[0]),
+            answer: 1,
+            metadata: TaskMetadata::Recursive {
+                word: chain[0].into(),
+                chain: chain.iter().map(|w| w.to_string()).collect(),
+            },
+        }
+    }
+
     /// The text of each of `credits`' tokens (one a byte), its part and
     /// whether it was right.
     fn credited_text(
@@ -634,15 +654,7 @@ mod tests {
 
     #[test]
     fn lookup_credits_point_at_the_tokens_of_each_call() {
-        use crate::zorplex::{Task, TaskMetadata};
-        let task = Task {
-            question: "What is the zorplex value of apple?".into(),
-            answer: 1,
-            metadata: TaskMetadata::Recursive {
-                word: "apple".into(),
-                chain: vec!["apple".into(), "yellow".into(), "umbrella".into()],
-            },
-        };
+        let task = chain_task(&["apple", "yellow", "umbrella"]);
         let outputs = ["LOOKUP[apple]", "LOOKUP[yellow]", "Again: LOOKUP[apple]"];
         let (episode, trajectory) = episode_of(task, &outputs);
         let credits = lookup_credits(&episode, &trajectory);
@@ -676,7 +688,6 @@ mod tests {
     /// the step credits those parts.
     #[test]
     fn part_credit_trains_a_group_whose_rewards_are_level() {
-        use crate::zorplex::{Task, TaskMetadata};
         let sample = |(episode, trajectory): (Episode, Trajectory)| Sample {
             working: working_credits(&episode, &trajectory),
             lookups: lookup_credits(&episode, &trajectory),
@@ -689,14 +700,7 @@ mod tests {
             .into_iter()
             .map(|output| sample(sum_episode([48, 57], output)))
             .collect();
-        let chain = Task {
-            question: "What is the zorplex value of cat?".into(),
-            answer: 1,
-            metadata: TaskMetadata::Recursive {
-                word: "cat".into(),
-                chain: vec!["cat".into(), "dog".into()],
-            },
-        };
+        let chain = chain_task(&["cat", "dog"]);
         let chains: Vec<Sample> = [
             ["LOOKUP[cat]", "LOOKUP[dog]"],
             ["LOOKUP[cat]", "LOOKUP[cat]"],
